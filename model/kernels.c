@@ -60,6 +60,14 @@ static void add_layernorm_portable(float *x, const float *y, const float *bias,
 	}
 }
 
+static void colsum_add_portable(double *acc, const float *x, size_t rows,
+				size_t cols, size_t ld)
+{
+	for (size_t r = 0; r < rows; r++, x += ld)
+		for (size_t c = 0; c < cols; c++)
+			acc[c] += (double)x[c];
+}
+
 static void softmax_rows_portable(float *x, size_t rows, size_t cols,
 				  size_t ld)
 {
@@ -90,6 +98,7 @@ static const winnow_kernels_t portable = {
 	.bias_gelu = bias_gelu_portable,
 	.add_layernorm = add_layernorm_portable,
 	.softmax_rows = softmax_rows_portable,
+	.colsum_add = colsum_add_portable,
 	.bias_tanh = bias_tanh_portable,
 };
 
@@ -106,7 +115,8 @@ const winnow_kernels_t *winnow_kernels_avx512(void)
 {
 #if defined(__x86_64__) && defined(__GNUC__)
 	__builtin_cpu_init();
-	if (__builtin_cpu_supports("avx512f"))
+	if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+	    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
 		return &winnow_kernels_avx512_set;
 #endif
 	return NULL;

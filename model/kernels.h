@@ -27,6 +27,13 @@ typedef struct {
 			      size_t rows, size_t cols, float eps);
 	/* Each row of x (stride ld) becomes its softmax. */
 	void (*softmax_rows)(float *x, size_t rows, size_t cols, size_t ld);
+	/*
+	 * acc[c] += sum over the rows of x[r][c] (stride ld), in double: the
+	 * column sums of attention probabilities that make the importance
+	 * scores (PAPER.md 2), as exact as the reference's.
+	 */
+	void (*colsum_add)(double *acc, const float *x, size_t rows,
+			   size_t cols, size_t ld);
 	/* x[r][c] = tanh(x[r][c] + bias[c]) (the [CLS] pooler) */
 	void (*bias_tanh)(float *x, const float *bias, size_t rows, size_t cols);
 } winnow_kernels_t;

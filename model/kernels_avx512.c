@@ -159,11 +159,27 @@ static void softmax_rows_avx512(float *x, size_t rows, size_t cols, size_t ld)
 	}
 }
 
+static void colsum_add_avx512(double *acc, const float *x, size_t rows,
+			      size_t cols, size_t ld)
+{
+	for (size_t c = 0; c < cols; c += 8) {
+		size_t left = cols - c;
+		__mmask8 m = left >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << left) - 1);
+		__m512d sum = _mm512_maskz_loadu_pd(m, acc + c);
+		for (size_t r = 0; r < rows; r++) {
+			__m256 v = _mm256_maskz_loadu_ps(m, x + r * ld + c);
+			sum = _mm512_add_pd(sum, _mm512_cvtps_pd(v));
+		}
+		_mm512_mask_storeu_pd(acc + c, m, sum);
+	}
+}
+
 const winnow_kernels_t winnow_kernels_avx512_set = {
 	.name = "avx512",
 	.add_bias = add_bias_avx512,
 	.bias_gelu = bias_gelu_avx512,
 	.add_layernorm = add_layernorm_avx512,
 	.softmax_rows = softmax_rows_avx512,
+	.colsum_add = colsum_add_avx512,
 	.bias_tanh = bias_tanh_avx512,
 };

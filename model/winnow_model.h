@@ -181,7 +181,7 @@ winnow_ctx_t *winnow_ctx_new(const winnow_model_t *model,
 			     char *errstr, size_t errstr_size);
 void winnow_ctx_destroy(winnow_ctx_t *ctx);
 
-/* One window: token ids with [CLS] first and [SEP] last, n <= max_seq_len. */
+/* One window: token ids with [CLS] first and [SEP] last, 2 <= n <= max_seq_len. */
 typedef struct {
 	const int32_t *ids;
 	uint32_t n;
@@ -207,6 +207,36 @@ typedef struct {
 
 void winnow_ctx_stats(const winnow_ctx_t *ctx, winnow_ctx_stats_t *out);
 void winnow_ctx_stats_reset(winnow_ctx_t *ctx);
+
+/* Per-layer accounting since the context was made or last reset, summed
+ * over windows. For the layer the combining module replaces, tokens_in is
+ * what it combined and tokens_kept the combined tokens (m per window). */
+typedef struct {
+	uint64_t windows;      /* windows that went through the layer */
+	uint64_t tokens_in;    /* embedded tokens entering it (K_l) */
+	uint64_t tokens_kept;  /* embedded tokens kept after it (K_l+1) */
+	uint64_t protected_;   /* candidates the fuzzy rule protected (I - U) */
+	uint64_t spared;       /* tokens the ratio budget would have removed
+				  but the fuzzy rule kept */
+	uint64_t ns;           /* wall time in the layer */
+} winnow_layer_stats_t;
+
+/* 0, or -1 when layer is out of range. */
+int winnow_ctx_layer_stats(const winnow_ctx_t *ctx, uint32_t layer,
+			   winnow_layer_stats_t *out);
+
+/*
+ * The retained tokens of window `window` of the last forward (PAPER.md 5):
+ * the last kept set less [CLS] and [SEP], in position order. positions[k]
+ * indexes the window's ids; scores[k] is its importance in the last pruned
+ * layer. Returns the count; the arrays are owned by ctx and valid until its
+ * next forward.
+ */
+uint32_t winnow_ctx_retained(const winnow_ctx_t *ctx, uint32_t window,
+			     const uint32_t **positions, const double **scores);
+
+/* Bytes of activation memory the context holds (allocated once). */
+size_t winnow_ctx_memory(const winnow_ctx_t *ctx);
 
 /* Numerically stable softmax of n logits into probs (may alias). */
 void winnow_softmax(const float *logits, float *probs, size_t n);

@@ -1,0 +1,236 @@
+#!/usr/bin/python3
+"""Time PyTorch's forward pass of a checkpoint, the counterpart of
+`winnow bench`.
+
+The input is what `winnow bench --seq-len N --batch B` feeds the engine:
+B windows of N ids, [CLS] first, [SEP] last, random ids >= 1000 between
+them, drawn with the same generator and seed as daemon/cli_bench.c, so both
+sides run on the very same ids; the attention mask is all ones (no padding).
+The model runs in eval mode under torch.inference_mode(); W warm-up calls,
+then R timed calls (time.perf_counter); median and p90 are nearest-rank, as
+winnow bench reports them.
+
+Two forward paths (--forward):
+  plain      embeddings, the L BERT layers with the attention mask, pooler
+             and classifier, run through the reference's own modules: the
+             work of Hugging Face's BertForSequenceClassification in eval
+             mode, and the work the C engine does on a model without pruning
+             or combining. The default.
+  reference  the reference model's forward(), which on top of that computes
+             every layer's token importance in float64 (PAPER.md 2) even
+             when nothing is pruned: what scripts/ref_logits.py costs, not
+             what PyTorch costs.
+Before timing, both paths are checked to give the same logits on a short
+slice of the input, so "plain" cannot drift from the reference.
+
+Example:
+  /usr/bin/python3 scripts/bench_torch.py --checkpoint /tmp/ck \\
+      --seq-len 128 --batch 8 --repeat 10 --warmup 2 --threads 2 --json
+"""
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+
+from winnow_ref import checkpoint  # noqa: E402
+
+CLS_ID = 101
+SEP_ID = 102
+FIRST_WORD_ID = 1000  # below: [PAD], [unusedN], specials, single characters
+
+FORWARDS = ("plain", "reference")
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", required=True, metavar="DIR",
+                    help="checkpoint directory (pytorch_model.bin, config.json, vocab.txt)")
+    ap.add_argument("--seq-len", type=int, default=128, metavar="N",
+                    help="tokens per window, [CLS] and [SEP] included (default 128)")
+    ap.add_argument("--batch", type=int, default=1, metavar="B",
+                    help="windows per forward call (default 1)")
+    ap.add_argument("--repeat", type=int, default=10, metavar="R",
+                    help="timed forward calls (default 10)")
+    ap.add_argument("--warmup", type=int, default=2, metavar="W",
+                    help="untimed forward calls first (default 2)")
+    ap.add_argument("--threads", type=int, default=2, metavar="T",
+                    help="torch intra-op threads, torch.set_num_threads (default 2); "
+                         "OpenBLAS's own threads are OPENBLAS_NUM_THREADS'")
+    ap.add_argument("--forward", choices=FORWARDS, default="plain",
+                    help="plain BERT (default) or the reference's forward() with its "
+                         "importance scores; see above")
+    ap.add_argument("--json", action="store_true",
+                    help="print one JSON line instead of text")
+    args = ap.parse_args(argv)
+    for name in ("seq_len", "batch", "repeat", "threads"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.seq_len < 2:
+        ap.error("--seq-len must be at least 2 ([CLS] and [SEP])")
+    if args.warmup < 0:
+        ap.error("--warmup must not be negative")
+    return args
+
+
+def bench_ids(seq_len: int, batch: int, vocab_size: int) -> torch.Tensor:
+    """daemon/cli_bench.c's windows: a 64-bit LCG (Knuth's MMIX constants)
+    from a fixed seed, id = 1000 + (state >> 33) mod (V - 1000), one state
+    step per id, running on across the windows."""
+    mask64 = (1 << 64) - 1
+    first = FIRST_WORD_ID % vocab_size
+    rng = 0x9E3779B97F4A7C15
+    rows = []
+    for _ in range(batch):
+        row = [CLS_ID]
+        for _ in range(seq_len - 2):
+            rng = (rng * 6364136223846793005 + 1442695040888963407) & mask64
+            row.append(first + (rng >> 33) % (vocab_size - first))
+        row.append(SEP_ID)
+        rows.append(row)
+    return torch.tensor(rows, dtype=torch.long)
+
+
+def plain_forward(model, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BertForSequenceClassification's eval forward over the reference's
+    modules: no importance scores, no pruning bookkeeping."""
+    bert = model.bert
+    key_mask = mask.bool()
+    h = bert.embeddings(ids)
+    for layer in bert.encoder.layer:
+        h, _ = layer(h, key_mask)
+    return model.classifier(bert.pooler(h))
+
+
+def check_plain(model, ids: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raises ValueError unless the plain path gives the reference's logits
+    on a short slice of the input (cheap at any shape)."""
+    cfg = model.config
+    if cfg.has_combiner or cfg.keep_ratio < 1.0 or cfg.pooling != "cls":
+        raise ValueError("the plain path is BERT's: it needs a checkpoint without "
+                         "pruning or combining and with cls pooling "
+                         "(use --forward reference)")
+    n = min(ids.shape[1], 32)
+    sub_ids = torch.cat([ids[:2, :n - 1], ids[:2, -1:]], dim=1)
+    sub_mask = mask[:2, :n]
+    want = model(sub_ids, sub_mask)
+    got = plain_forward(model, sub_ids, sub_mask)
+    if not torch.allclose(got, want, rtol=1e-5, atol=1e-5):
+        raise ValueError(f"the plain forward differs from the reference: "
+                         f"max |diff| {float((got - want).abs().max()):.3g}")
+
+
+def blas_in_use() -> dict:
+    """torch's build-time BLAS_INFO, the BLAS libraries this process really
+    mapped (BLAS_INFO=generic means libblas.so.3, whatever Debian's
+    alternatives point it to) and, if one is OpenBLAS, its kernel core and
+    thread count. Called after the timed calls, so that whatever library
+    they went through is mapped."""
+    libs = []
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                fields = line.split()
+                path = fields[5] if len(fields) >= 6 else ""  # 6th: the file
+                base = os.path.basename(path)
+                if ("blas" in base or "mkl" in base) and path not in libs:
+                    libs.append(path)
+    except OSError:
+        pass
+    blas_info = None
+    for part in torch.__config__.show().replace(",", " ").split():
+        if part.startswith("BLAS_INFO="):
+            blas_info = part.split("=", 1)[1]
+    info = {"blas_info": blas_info,
+            "blas_libs": [os.path.realpath(p) for p in libs],
+            "blas_core": None, "blas_threads": None}
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)  # already mapped: the same handle
+            core = lib.openblas_get_corename
+        except (OSError, AttributeError):
+            continue
+        core.restype = ctypes.c_char_p
+        info["blas_core"] = core().decode()
+        info["blas_threads"] = lib.openblas_get_num_threads()
+        break
+    return info
+
+
+def quantile(sorted_values, q: float) -> float:
+    """Nearest rank, as daemon/cli_bench.c computes it."""
+    i = math.ceil(q * len(sorted_values))
+    return sorted_values[i - 1 if i else 0]
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    try:
+        ckpt = checkpoint.load_checkpoint(args.checkpoint)
+        model = checkpoint.build_model(ckpt.config, ckpt.state)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"bench_torch: cannot load '{args.checkpoint}': {e}", file=sys.stderr)
+        return 1
+    del ckpt  # the model holds its own copy of the weights
+    cfg = model.config
+    if not 2 <= args.seq_len <= cfg.window_len:
+        print(f"bench_torch: --seq-len must be in 2..{cfg.window_len} for this model",
+              file=sys.stderr)
+        return 1
+    ids = bench_ids(args.seq_len, args.batch, cfg.vocab_size)
+    mask = torch.ones_like(ids)
+
+    with torch.inference_mode():
+        if args.forward == "plain":
+            try:
+                check_plain(model, ids, mask)
+            except ValueError as e:
+                print(f"bench_torch: {e}", file=sys.stderr)
+                return 1
+
+            def forward():
+                return plain_forward(model, ids, mask)
+        else:
+            def forward():
+                return model(ids, mask)
+
+        times = []
+        for r in range(args.warmup + args.repeat):
+            t0 = time.perf_counter()
+            forward()
+            if r >= args.warmup:
+                times.append(time.perf_counter() - t0)
+    times.sort()
+    med, p90 = quantile(times, 0.5), quantile(times, 0.9)
+    tokens = args.batch * args.seq_len
+    result = {
+        "seq_len": args.seq_len, "batch": args.batch, "repeat": args.repeat,
+        "threads": torch.get_num_threads(), "forward": args.forward,
+        "median_ms": round(med * 1e3, 3), "p90_ms": round(p90 * 1e3, 3),
+        "tokens_per_s": round(tokens / med, 1), "torch": torch.__version__,
+    }
+    result.update(blas_in_use())
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"torch {torch.__version__}, {result['threads']} threads, "
+              f"BLAS {', '.join(result['blas_libs']) or 'none mapped'}"
+              f"{' (' + result['blas_core'] + ')' if result['blas_core'] else ''}")
+        print(f"batch {args.batch} x {args.seq_len} tokens, {args.repeat} repeats, "
+              f"{args.forward} forward: median {med * 1e3:.2f} ms, "
+              f"p90 {p90 * 1e3:.2f} ms, {tokens / med:.0f} tokens/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
