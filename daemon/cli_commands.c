@@ -173,7 +173,8 @@ static long parse_ids(char *line, int32_t *ids, size_t cap)
 }
 
 static int run_logits_batch(winnow_ctx_t *ctx, const winnow_window_t *w,
-			    uint32_t n, float *logits, uint32_t labels)
+			    uint32_t n, float *logits, uint32_t labels,
+			    int retained)
 {
 	char err[512];
 	if (winnow_ctx_forward(ctx, w, n, logits, err, sizeof err)) {
@@ -183,6 +184,14 @@ static int run_logits_batch(winnow_ctx_t *ctx, const winnow_window_t *w,
 	for (uint32_t i = 0; i < n; i++) {
 		for (uint32_t j = 0; j < labels; j++)
 			printf(j ? " %.9g" : "%.9g", logits[i * labels + j]);
+		if (retained) {
+			const uint32_t *pos;
+			const double *sc;
+			uint32_t nr = winnow_ctx_retained(ctx, i, &pos, &sc);
+			putchar('\t');
+			for (uint32_t k = 0; k < nr; k++)
+				printf(k ? " %u" : "%u", pos[k]);
+		}
 		putchar('\n');
 	}
 	return 0;
@@ -193,20 +202,24 @@ int cli_logits(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "model", required_argument, NULL, 'm' },
 		{ "batch", required_argument, NULL, 'b' },
+		{ "retained", no_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *model_path = NULL;
 	unsigned batch = 1;
-	int c, rc = 2;
-	while ((c = getopt_long(argc, argv, "m:b:h", opts, NULL)) != -1) {
+	int c, rc = 2, retained = 0;
+	while ((c = getopt_long(argc, argv, "m:b:rh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model_path = optarg; break;
+		case 'r': retained = 1; break;
 		case 'b': batch = cli_parse_uint("--batch", optarg, 1, 4096); break;
 		case 'h':
-			puts("usage: winnow logits --model FILE [--batch N] < windows\n"
+			puts("usage: winnow logits --model FILE [--batch N] [--retained] < windows\n"
 			     "Each stdin line is one window of token ids ([CLS] ... [SEP]);\n"
-			     "each output line the window's logits.");
+			     "each output line the window's logits, and with --retained a tab\n"
+			     "and the positions of its retained tokens (the last kept set\n"
+			     "less [CLS]/[SEP], PAPER.md 5).");
 			return 0;
 		default: return 2;
 		}
@@ -252,12 +265,12 @@ int cli_logits(int argc, char **argv)
 		w[nw].ids = ids + (size_t)nw * L;
 		w[nw].n = (uint32_t)n;
 		if (++nw == batch) {
-			if (run_logits_batch(ctx, w, nw, logits, cfg->num_labels))
+			if (run_logits_batch(ctx, w, nw, logits, cfg->num_labels, retained))
 				goto out_free;
 			nw = 0;
 		}
 	}
-	if (nw && run_logits_batch(ctx, w, nw, logits, cfg->num_labels))
+	if (nw && run_logits_batch(ctx, w, nw, logits, cfg->num_labels, retained))
 		goto out_free;
 	rc = 0;
 out_free:
@@ -276,27 +289,28 @@ typedef struct {
 	winnow_model_t *model;
 	winnow_ctx_t *ctx;
 	const winnow_model_config_t *cfg;
+	winnow_doc_params_t doc;
 	unsigned batch;
 	winnow_tokens_t toks;
-	int32_t *ids;        /* [batch x max_seq_len] window ids */
+	int32_t *ids;                 /* [batch x max_seq_len] window ids */
 	winnow_window_t *win;
-	float *logits;       /* [batch x labels] */
-	double *scores;      /* [labels] document scores */
+	winnow_doc_window_t *spans;   /* [batch] */
+	float *logits;                /* [batch x labels] */
+	winnow_doc_result_t result;
 	char *text;
 	size_t text_cap;
 } classifier_t;
 
 /*
- * Classifies one document: windows of max_seq_len - 2 WordPiece tokens, each
- * with its own [CLS]/[SEP] (PAPER.md 6), the document's scores the mean of
- * its windows' probabilities. Returns the number of windows, or -1 with the
+ * Classifies one document window by window (PAPER.md 6): 0, or -1 with the
  * reason in err.
  */
-static long classify_text(classifier_t *c, const char *text, size_t len,
-			  char *err, size_t err_size)
+static int classify_text(classifier_t *c, const char *text, size_t len,
+			 char *err, size_t err_size)
 {
 	const winnow_model_config_t *cfg = c->cfg;
-	uint32_t L = cfg->max_seq_len, per = L - 2, labels = cfg->num_labels;
+	uint32_t L = cfg->max_seq_len, max_text = L - 2;
+	int truncated;
 
 	if (len == 0) {
 		snprintf(err, err_size, "empty document");
@@ -309,65 +323,110 @@ static long classify_text(classifier_t *c, const char *text, size_t len,
 		snprintf(err, err_size, "document has no tokens (only whitespace or control characters)");
 		return -1;
 	}
-	size_t n_windows = (c->toks.n + per - 1) / per, done = 0;
-	for (uint32_t j = 0; j < labels; j++)
-		c->scores[j] = 0;
-	while (done < n_windows) {
+	size_t n_windows = winnow_doc_window_count(&c->doc, max_text, c->toks.n,
+						   &truncated);
+	winnow_doc_result_reset(&c->result, c->toks.n, n_windows, truncated);
+	for (size_t done = 0; done < n_windows;) {
 		uint32_t nw = 0;
 		while (nw < c->batch && done + nw < n_windows) {
-			size_t first = (done + nw) * per;
-			size_t n = c->toks.n - first < per ? c->toks.n - first : per;
 			int32_t *ids = c->ids + (size_t)nw * L;
-			ids[0] = cfg->cls_id;
-			memcpy(ids + 1, c->toks.id + first, n * sizeof *ids);
-			ids[n + 1] = cfg->sep_id;
+			c->spans[nw] = winnow_doc_window(&c->doc, max_text,
+							 c->toks.n, done + nw);
+			winnow_doc_window_ids(c->model, &c->toks, c->spans[nw], ids);
 			c->win[nw].ids = ids;
-			c->win[nw].n = (uint32_t)n + 2;
+			c->win[nw].n = c->spans[nw].n + 2;
 			nw++;
 		}
 		if (winnow_ctx_forward(c->ctx, c->win, nw, c->logits, err, err_size))
 			return -1;
 		for (uint32_t i = 0; i < nw; i++) {
-			float *row = c->logits + (size_t)i * labels;
-			winnow_softmax(row, row, labels);
-			for (uint32_t j = 0; j < labels; j++)
-				c->scores[j] += row[j];
+			const uint32_t *pos;
+			const double *sc;
+			uint32_t nr = winnow_ctx_retained(c->ctx, i, &pos, &sc);
+			winnow_doc_result_add(&c->result, &c->doc, &c->toks, c->spans[i],
+					      c->logits + (size_t)i * cfg->num_labels,
+					      pos, sc, nr);
 		}
 		done += nw;
 	}
-	for (uint32_t j = 0; j < labels; j++)
-		c->scores[j] /= (double)n_windows;
-	return (long)n_windows;
+	winnow_doc_result_finish(&c->result, &c->doc);
+	return 0;
 }
 
-static void print_record(classifier_t *c, const char *id, long windows)
+static json_t *retained_json(const classifier_t *c)
+{
+	const winnow_tokenizer_t *tok = winnow_model_tokenizer(c->model);
+	json_t *list = json_array();
+	for (uint32_t k = 0; k < c->result.n_retained; k++) {
+		const winnow_retained_t *r = &c->result.retained[k];
+		size_t len;
+		const char *s = winnow_tokenizer_token(tok, r->id, &len);
+		json_array_append_new(list, json_pack("{s:s%, s:I, s:I, s:f}",
+						      "token", s, len,
+						      "start", (json_int_t)r->start,
+						      "end", (json_int_t)r->end,
+						      "score", r->score));
+	}
+	return list;
+}
+
+static void print_record(classifier_t *c, const char *id)
 {
 	const winnow_model_config_t *cfg = c->cfg;
-	uint32_t best = 0;
-	for (uint32_t j = 1; j < cfg->num_labels; j++)
-		if (c->scores[j] > c->scores[best])
-			best = j;
+	const winnow_doc_result_t *r = &c->result;
 	json_t *scores = json_object();
 	for (uint32_t j = 0; j < cfg->num_labels; j++)
 		json_object_set_new(scores, winnow_model_label(c->model, j),
-				    json_real(c->scores[j]));
+				    json_real(r->scores[j]));
 	char model_name[512];
 	snprintf(model_name, sizeof model_name, "%s %s", cfg->name, cfg->version);
-	json_t *rec = json_pack("{s:s, s:s, s:f, s:o, s:[], s:I, s:I, s:s, s:{s:s}}",
+	json_t *rec = json_pack("{s:s, s:s, s:f, s:o, s:o, s:I, s:I, s:s, s:{s:s}}",
 				"id", id,
-				"label", winnow_model_label(c->model, best),
-				"confidence", c->scores[best],
+				"label", winnow_model_label(c->model, r->label),
+				"confidence", r->scores[r->label],
 				"scores", scores,
-				"retained",
-				"chunks", (json_int_t)windows,
-				"tokens", (json_int_t)c->toks.n,
+				"retained", retained_json(c),
+				"chunks", (json_int_t)r->windows,
+				"tokens", (json_int_t)r->tokens,
 				"model", model_name,
 				"source", "file", id);
+	if (r->truncated)
+		json_object_set_new(rec, "truncated", json_true());
 	char *s = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	puts(s);
 	free(s);
 	json_decref(rec);
 }
+
+/* --trace: what each layer kept and spent, summed over all documents. */
+static void print_trace(const classifier_t *c)
+{
+	const winnow_model_config_t *cfg = c->cfg;
+	fprintf(stderr, "layer  windows  tokens_in  kept  kept%%  protected  spared  ms\n");
+	for (uint32_t l = 0; l < cfg->num_layers; l++) {
+		winnow_layer_stats_t st;
+		winnow_ctx_layer_stats(c->ctx, l, &st);
+		const char *what = l == cfg->combine_layer ? " (combining)" : "";
+		fprintf(stderr, "%5u  %7llu  %9llu  %4llu  %5.1f  %9llu  %6llu  %.2f%s\n",
+			l, (unsigned long long)st.windows,
+			(unsigned long long)st.tokens_in,
+			(unsigned long long)st.tokens_kept,
+			st.tokens_in ? 100.0 * (double)st.tokens_kept / (double)st.tokens_in : 0.0,
+			(unsigned long long)st.protected_,
+			(unsigned long long)st.spared, (double)st.ns / 1e6, what);
+	}
+}
+
+static const char classify_usage[] =
+	"usage: winnow classify --model FILE [options] [TEXTFILE...]\n"
+	"Each file (stdin when none) is one document; one JSON record each.\n"
+	"  --top-k N            retained tokens per document (default 10)\n"
+	"  --stride N           text tokens between window starts (default: a\n"
+	"                       whole window, no overlap)\n"
+	"  --aggregate mean|max how window probabilities make the document's\n"
+	"  --truncate           classify the first window only (reported)\n"
+	"  --batch N            windows per forward pass (default 8)\n"
+	"  --trace              per-layer kept tokens and time, on stderr\n";
 
 int cli_classify(int argc, char **argv)
 {
@@ -375,22 +434,36 @@ int cli_classify(int argc, char **argv)
 		{ "model", required_argument, NULL, 'm' },
 		{ "batch", required_argument, NULL, 'b' },
 		{ "top-k", required_argument, NULL, 'k' },
+		{ "stride", required_argument, NULL, 's' },
+		{ "aggregate", required_argument, NULL, 'a' },
+		{ "truncate", no_argument, NULL, 'T' },
+		{ "trace", no_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	classifier_t c = { .batch = 8 };
+	classifier_t c = { .batch = 8, .doc = winnow_doc_default_params() };
 	const char *model_path = NULL;
-	int ch, rc = 2;
+	int ch, rc = 2, trace = 0;
 	char err[512];
-	while ((ch = getopt_long(argc, argv, "m:b:k:h", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:b:k:s:a:Tth", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'm': model_path = optarg; break;
 		case 'b': c.batch = cli_parse_uint("--batch", optarg, 1, 1024); break;
-		case 'k': cli_parse_uint("--top-k", optarg, 0, 1000); break;
-		case 'h':
-			puts("usage: winnow classify --model FILE [--batch N] [--top-k N] [TEXTFILE...]\n"
-			     "Each file (stdin when none) is one document; one JSON record each.");
-			return 0;
+		case 'k': c.doc.top_k = cli_parse_uint("--top-k", optarg, 0, 100000); break;
+		case 's': c.doc.stride = cli_parse_uint("--stride", optarg, 1, 1u << 20); break;
+		case 'a':
+			if (!strcmp(optarg, "mean")) {
+				c.doc.aggregate = WINNOW_AGGREGATE_MEAN;
+			} else if (!strcmp(optarg, "max")) {
+				c.doc.aggregate = WINNOW_AGGREGATE_MAX;
+			} else {
+				fprintf(stderr, "winnow: --aggregate takes mean or max, not '%s'\n", optarg);
+				return 2;
+			}
+			break;
+		case 'T': c.doc.truncate = 1; break;
+		case 't': trace = 1; break;
+		case 'h': fputs(classify_usage, stdout); return 0;
 		default: return 2;
 		}
 	}
@@ -407,13 +480,14 @@ int cli_classify(int argc, char **argv)
 	c.ctx = winnow_ctx_new(c.model, &cp, err, sizeof err);
 	c.ids = malloc((size_t)c.batch * c.cfg->max_seq_len * sizeof *c.ids);
 	c.win = calloc(c.batch, sizeof *c.win);
+	c.spans = calloc(c.batch, sizeof *c.spans);
 	c.logits = malloc((size_t)c.batch * c.cfg->num_labels * sizeof *c.logits);
-	c.scores = malloc(c.cfg->num_labels * sizeof *c.scores);
 	if (!c.ctx) {
 		fprintf(stderr, "winnow: %s\n", err);
 		goto out_free;
 	}
-	if (!c.ids || !c.win || !c.logits || !c.scores) {
+	if (!c.ids || !c.win || !c.spans || !c.logits ||
+	    winnow_doc_result_init(&c.result, c.cfg->num_labels, c.doc.top_k)) {
 		fputs("winnow: out of memory\n", stderr);
 		goto out_free;
 	}
@@ -423,20 +497,22 @@ int cli_classify(int argc, char **argv)
 	for (int i = 0; i < (nfiles ? nfiles : 1); i++) {
 		const char *path = nfiles ? argv[optind + i] : "-";
 		size_t len;
-		long windows;
 		if (cli_read_file(path, &c.text, &c.text_cap, &len,
 				  CLI_MAX_DOCUMENT, err, sizeof err) ||
-		    (windows = classify_text(&c, c.text, len, err, sizeof err)) < 0) {
+		    classify_text(&c, c.text, len, err, sizeof err)) {
 			fprintf(stderr, "winnow: %s: %s\n", path, err);
 			rc = 1;
 			continue;
 		}
-		print_record(&c, path, windows);
+		print_record(&c, path);
 	}
+	if (trace)
+		print_trace(&c);
 out_free:
 	free(c.text);
-	free(c.scores);
+	winnow_doc_result_free(&c.result);
 	free(c.logits);
+	free(c.spans);
 	free(c.win);
 	free(c.ids);
 	winnow_tokens_free(&c.toks);

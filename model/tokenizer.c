@@ -34,6 +34,7 @@
  * is followed. Nothing is allocated per word or per call (with the default
  * max_chars_per_word); the output arrays grow geometrically and are reused.
  */
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -649,6 +650,7 @@ static inline int emit(struct encoder *e, int32_t id, uint32_t start, uint32_t e
 /* Canonical ordering (UAX #15): a stable sort of the run by ccc. */
 static void word_end_run(struct word *w)
 {
+	assert(w->run <= w->n);
 	if (w->unsorted && w->n <= w->cap) {
 		for (uint32_t i = w->run + 1; i < w->n; i++) {
 			uint32_t cp = w->cp[i], s = w->src_start[i], t = w->src_end[i];
@@ -727,6 +729,7 @@ static int word_flush(struct encoder *e)
 		word_end_run(w);
 	if (n > (uint32_t)tok->params.max_chars_per_word)
 		goto unk;
+	assert(n < w->cap && tok->max_piece < w->cap);
 
 	for (uint32_t k = 0; k < n; k++) {
 		w->boff[k] = pos;
@@ -745,6 +748,8 @@ static int word_flush(struct encoder *e)
 			w->hash[stop - s - 1] = h;
 		}
 		for (stop = emax; stop > s; stop--) {
+			if (!bloom_maybe(tok, w->hash[stop - s - 1]))
+				continue;
 			id = vocab_find(tok, w->hash[stop - s - 1], s > 0,
 					w->bytes + w->boff[s], w->boff[stop] - w->boff[s]);
 			if (id >= 0)

@@ -238,6 +238,89 @@ uint32_t winnow_ctx_retained(const winnow_ctx_t *ctx, uint32_t window,
 /* Bytes of activation memory the context holds (allocated once). */
 size_t winnow_ctx_memory(const winnow_ctx_t *ctx);
 
+/* ------------------------------------------------------------------------
+ * Documents: windows over long documents and per-document results
+ * (PAPER.md sections 5 and 6).
+ * ---------------------------------------------------------------------- */
+
+typedef enum { WINNOW_AGGREGATE_MEAN = 0, WINNOW_AGGREGATE_MAX = 1 } winnow_aggregate_t;
+
+typedef struct {
+	/* Text tokens between the starts of two windows; 0 = a whole window
+	 * (no overlap). Smaller than a window = overlapping windows. */
+	uint32_t stride;
+	/* How window probabilities make the document's: the mean, or the
+	 * per-label maximum (which need not sum to 1). */
+	winnow_aggregate_t aggregate;
+	int truncate;    /* 1: classify the first window only (reported) */
+	uint32_t top_k;  /* retained tokens reported per document */
+} winnow_doc_params_t;
+
+winnow_doc_params_t winnow_doc_default_params(void);
+
+/* A window of a document: text tokens [first, first + n) of its encoding. */
+typedef struct {
+	size_t first;
+	uint32_t n;
+} winnow_doc_window_t;
+
+/*
+ * The windows of a document of n_tokens text tokens, each at most
+ * max_text = max_seq_len - 2 long. Returns how many; *truncated is set to 1
+ * when params->truncate cut the document short. 0 for 0 tokens.
+ */
+size_t winnow_doc_window_count(const winnow_doc_params_t *params,
+			       uint32_t max_text, size_t n_tokens,
+			       int *truncated);
+winnow_doc_window_t winnow_doc_window(const winnow_doc_params_t *params,
+				      uint32_t max_text, size_t n_tokens,
+				      size_t index);
+
+/* Writes [CLS] ids[first..first+n) [SEP] into out (n + 2 ids). */
+void winnow_doc_window_ids(const winnow_model_t *model,
+			   const winnow_tokens_t *toks, winnow_doc_window_t w,
+			   int32_t *out);
+
+/* One retained token of a document (PAPER.md 5). */
+typedef struct {
+	size_t token;     /* index into the document's tokens */
+	int32_t id;       /* its WordPiece id */
+	uint32_t start;   /* byte span in the document */
+	uint32_t end;
+	double score;     /* importance in the last pruned layer */
+} winnow_retained_t;
+
+/*
+ * A document's result, built window by window. Make it with
+ * winnow_doc_result_init (allocates num_labels scores and top_k retained
+ * entries once), start each document with _reset, add each window's
+ * logits and retained tokens in any order, then _finish. Free with _free.
+ */
+typedef struct {
+	uint32_t num_labels, top_k;
+	double *scores;               /* [num_labels] */
+	winnow_retained_t *retained;  /* [top_k], best first after _finish */
+	uint32_t n_retained;
+	size_t windows, windows_added, tokens;
+	int truncated;
+	uint32_t label;               /* after _finish: the argmax */
+} winnow_doc_result_t;
+
+winnow_err_t winnow_doc_result_init(winnow_doc_result_t *r, uint32_t num_labels,
+				    uint32_t top_k);
+void winnow_doc_result_free(winnow_doc_result_t *r);
+void winnow_doc_result_reset(winnow_doc_result_t *r, size_t tokens,
+			     size_t windows, int truncated);
+/* Adds window w's logits (num_labels; softmaxed here) and its retained
+ * tokens as winnow_ctx_retained gives them. */
+void winnow_doc_result_add(winnow_doc_result_t *r,
+			   const winnow_doc_params_t *params,
+			   const winnow_tokens_t *toks, winnow_doc_window_t w,
+			   const float *logits, const uint32_t *positions,
+			   const double *scores, uint32_t n_retained);
+void winnow_doc_result_finish(winnow_doc_result_t *r,
+			      const winnow_doc_params_t *params);
+
 /* Numerically stable softmax of n logits into probs (may alias). */
 void winnow_softmax(const float *logits, float *probs, size_t n);
 
