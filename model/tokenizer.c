@@ -33,6 +33,16 @@
  * code points: beyond that it is [UNK] whatever it holds, so only its span
  * is followed. Nothing is allocated per word or per call (with the default
  * max_chars_per_word); the output arrays grow geometrically and are reused.
+ *
+ * Spans: a token covers the input bytes of the code points it was made
+ * from; a removed mark belongs to no token ("cafe" + U+0301 gives "cafe" at
+ * bytes 0..4), an [UNK] word covers the whole word.
+ *
+ * Deliberately not reproduced: BertTokenizer.tokenize() first cuts literal
+ * special tokens ("[SEP]") out of the text; documents are untrusted and must
+ * not inject control tokens, so here "[SEP]" is "[", "sep", "]". Recent
+ * transformers releases also NFC-normalise before step 3, which changes
+ * nothing in the uncased mode (step 4 decomposes again).
  */
 #include <assert.h>
 #include <errno.h>
@@ -926,13 +936,14 @@ winnow_err_t winnow_tokenizer_encode(const winnow_tokenizer_t *tok,
 		w->boff = s_boff;
 		w->hash = s_hash;
 	} else {
+		/* Five uint32_t arrays (boff has one more), then ccc and bytes. */
 		size_t c = w->cap;
-		uint8_t *h = malloc(c * 4 * 5 + (c + 1) * 4 + c + 4 * c);
+		uint8_t *mem = malloc((5 * c + 1) * sizeof(uint32_t) + c + 4 * c);
 
-		if (!h)
+		if (!mem)
 			goto out_nomem;
-		heap = h;
-		w->cp = (uint32_t *)h;
+		heap = mem;
+		w->cp = (uint32_t *)mem;
 		w->src_start = w->cp + c;
 		w->src_end = w->src_start + c;
 		w->hash = w->src_end + c;
