@@ -11,6 +11,7 @@ const char *winnow_err_name(winnow_err_t err)
 	case WINNOW_ERR_TOO_LARGE: return "too-large";
 	case WINNOW_ERR_NOMEM: return "no-memory";
 	case WINNOW_ERR_ARG: return "bad-argument";
+	case WINNOW_ERR_BUSY: return "busy";
 	}
 	return "unknown";
 }

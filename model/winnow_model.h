@@ -37,6 +37,7 @@ typedef enum {
 	WINNOW_ERR_TOO_LARGE,   /* input exceeds a configured bound */
 	WINNOW_ERR_NOMEM,       /* an allocation failed */
 	WINNOW_ERR_ARG,         /* a caller broke an argument contract */
+	WINNOW_ERR_BUSY,        /* no room now; try again (back-pressure) */
 } winnow_err_t;
 
 /* A short name for an error code ("invalid-utf8"), for logs and headers. */

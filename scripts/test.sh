@@ -3,7 +3,8 @@
 # every test through ctest. This is what CI runs (.ci/run).
 #
 #   scripts/test.sh            everything
-#   WINNOW_SKIP_ASAN=1 ...     skip the sanitizer build (local iteration)
+#   WINNOW_SKIP_ASAN=1 ...     skip the ASan+UBSan build (local iteration)
+#   WINNOW_SKIP_TSAN=1 ...     skip the TSan build
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -28,5 +29,15 @@ if [[ -z ${WINNOW_SKIP_ASAN:-} ]]; then
   OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit
+fi
+if [[ -z ${WINNOW_SKIP_TSAN:-} ]]; then
+  echo "== build (TSan)"
+  cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DWINNOW_SANITIZE=thread >/dev/null
+  cmake --build build-tsan -j"$jobs" >/dev/null
+  echo "== pipeline tests (TSan)"
+  # One BLAS thread: OpenBLAS's own pool is not instrumented; winnow's
+  # workers are the threads under test.
+  OPENBLAS_NUM_THREADS=1 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+    ctest --test-dir build-tsan --output-on-failure -j"$jobs" -L pipeline
 fi
 echo "== all tests passed"
