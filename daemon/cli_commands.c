@@ -1,5 +1,6 @@
 /* cli_commands.c: winnow tokenize, inspect, logits and classify. */
 #include "cli_common.h"
+#include "record.h"
 
 #include <getopt.h>
 #include <jansson.h>
@@ -353,46 +354,11 @@ static int classify_text(classifier_t *c, const char *text, size_t len,
 	return 0;
 }
 
-static json_t *retained_json(const classifier_t *c)
-{
-	const winnow_tokenizer_t *tok = winnow_model_tokenizer(c->model);
-	json_t *list = json_array();
-	for (uint32_t k = 0; k < c->result.n_retained; k++) {
-		const winnow_retained_t *r = &c->result.retained[k];
-		size_t len;
-		const char *s = winnow_tokenizer_token(tok, r->id, &len);
-		json_array_append_new(list, json_pack("{s:s%, s:I, s:I, s:f}",
-						      "token", s, len,
-						      "start", (json_int_t)r->start,
-						      "end", (json_int_t)r->end,
-						      "score", r->score));
-	}
-	return list;
-}
-
 static void print_record(classifier_t *c, const char *id)
 {
-	const winnow_model_config_t *cfg = c->cfg;
-	const winnow_doc_result_t *r = &c->result;
-	json_t *scores = json_object();
-	for (uint32_t j = 0; j < cfg->num_labels; j++)
-		json_object_set_new(scores, winnow_model_label(c->model, j),
-				    json_real(r->scores[j]));
-	char model_name[512];
-	snprintf(model_name, sizeof model_name, "%s %s", cfg->name, cfg->version);
-	json_t *rec = json_pack("{s:s, s:s, s:f, s:o, s:o, s:I, s:I, s:s, s:{s:s}}",
-				"id", id,
-				"label", winnow_model_label(c->model, r->label),
-				"confidence", r->scores[r->label],
-				"scores", scores,
-				"retained", retained_json(c),
-				"chunks", (json_int_t)r->windows,
-				"tokens", (json_int_t)r->tokens,
-				"model", model_name,
-				"source", "file", id);
-	if (r->truncated)
-		json_object_set_new(rec, "truncated", json_true());
-	char *s = json_dumps(rec, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_t *rec = winnow_record_json(c->model, &c->result, id, strlen(id));
+	json_object_set_new(rec, "source", json_pack("{s:s}", "file", id));
+	char *s = winnow_record_dump(rec);
 	puts(s);
 	free(s);
 	json_decref(rec);

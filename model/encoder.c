@@ -142,6 +142,19 @@ size_t winnow_ctx_memory(const winnow_ctx_t *ctx)
 	return ctx->arena_bytes;
 }
 
+const char *winnow_blas_describe(void)
+{
+	static __thread char buf[128];
+	snprintf(buf, sizeof buf, "OpenBLAS core %s, %d threads",
+		 openblas_get_corename(), openblas_get_num_threads());
+	return buf;
+}
+
+void winnow_blas_set_threads(int n)
+{
+	openblas_set_num_threads(n);
+}
+
 uint64_t winnow_now_ns(void)
 {
 	struct timespec ts;

@@ -325,6 +325,12 @@ void winnow_doc_result_finish(winnow_doc_result_t *r,
 /* Numerically stable softmax of n logits into probs (may alias). */
 void winnow_softmax(const float *logits, float *probs, size_t n);
 
+/* OpenBLAS, which runs every GEMM: "OpenBLAS core SkylakeX, 2 threads". */
+const char *winnow_blas_describe(void);
+/* Sets OpenBLAS's thread count (process-wide). With several workers of
+ * its own, winnow runs each with one BLAS thread: never two pools. */
+void winnow_blas_set_threads(int n);
+
 /* Which kernel set is in use ("avx512" or "portable"), chosen at run time. */
 const char *winnow_kernels_name(void);
 

@@ -467,6 +467,10 @@ winnow_pipeline_t *winnow_pipeline_new(const winnow_model_t *model,
 		goto out_nomem;
 
 	p->n_workers = params->workers;
+	/* Several workers are the parallelism: each runs single-threaded BLAS,
+	 * rather than every worker starting a BLAS pool on the same cores. */
+	if (p->n_workers > 1)
+		winnow_blas_set_threads(1);
 	p->workers = calloc(p->n_workers, sizeof *p->workers);
 	if (!p->workers)
 		goto out_nomem;

@@ -162,6 +162,9 @@ run_torch() { # run_torch LEN BATCH REPEAT WARMUP ROUND
   printf '{"side": "torch", "round": %d, "run": %s}\n' "$5" "$out" >>"$results"
 }
 
+# Other work on the machine is the main source of noise; the load average
+# before and after goes into the output so a reader can judge the figures.
+load_start=$(cut -d' ' -f1 /proc/loadavg)
 start=$SECONDS
 for s in $shapes; do
   len=${s%x*} batch=${s#*x}
@@ -179,6 +182,7 @@ for s in $shapes; do
   done
 done
 echo "== done in $((SECONDS - start)) s; raw results in $results" >&2
+load_end=$(cut -d' ' -f1 /proc/loadavg)
 
 # Where libblas.so.3 points: torch (BLAS_INFO=generic) calls whatever BLAS
 # Debian's alternatives select. The reference BLAS there would make torch
@@ -191,6 +195,7 @@ cpu=$(lscpu | sed -n 's/^Model name: *//p' | head -n 1)
 WINNOW_BENCH_CPU=${cpu:-unknown} WINNOW_BENCH_NPROC=$(nproc) \
   WINNOW_BENCH_BLAS_ALT=${blas_alt:-unknown} WINNOW_BENCH_DATE=$(date -u '+%Y-%m-%d %H:%M UTC') \
   WINNOW_BENCH_CORETYPE=${OPENBLAS_CORETYPE:-} WINNOW_BENCH_SHAPES=$shapes \
+  WINNOW_BENCH_LOAD="$load_start $load_end" \
   "$py" - "$results" <<'EOF'
 # Formats the rounds in the results file as the Markdown for
 # docs/performance.md.
@@ -231,6 +236,14 @@ print(f"Measured {env['WINNOW_BENCH_DATE']} on {env['WINNOW_BENCH_CPU']}, "
       f"{w0['threads']} threads each side; winnow kernels {w0['kernels']}; "
       f"torch {t0['torch']}; best median of {rounds} round(s) per side. "
       f"Share of the engine's forward time in sgemm: {share}.")
+
+load = [float(x) for x in env["WINNOW_BENCH_LOAD"].split()]
+nproc = int(env["WINNOW_BENCH_NPROC"])
+# Before the run any load is others'; after it, the benchmark's own
+# `threads` busy cores still weigh in the 1-minute average.
+busy = load[0] > 0.5 or load[1] > w0["threads"] + 0.5
+print(f"Load average (1 min) {load[0]:.2f} before, {load[1]:.2f} after, on {nproc} "
+      f"CPUs{': other work shared the machine, absolute figures are pessimistic and ratios indicative' if busy else ''}.")
 
 alt = env["WINNOW_BENCH_BLAS_ALT"]
 libs = t0["blas_libs"]

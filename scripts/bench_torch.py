@@ -42,7 +42,7 @@ import torch  # noqa: E402
 
 from winnow_ref import checkpoint  # noqa: E402
 
-CLS_ID = 101
+CLS_ID = 101  # BERT's, used when the vocabulary lacks the token
 SEP_ID = 102
 FIRST_WORD_ID = 1000  # below: [PAD], [unusedN], specials, single characters
 
@@ -82,7 +82,8 @@ def parse_args(argv=None):
     return args
 
 
-def bench_ids(seq_len: int, batch: int, vocab_size: int) -> torch.Tensor:
+def bench_ids(seq_len: int, batch: int, vocab_size: int,
+              cls_id: int, sep_id: int) -> torch.Tensor:
     """daemon/cli_bench.c's windows: a 64-bit LCG (Knuth's MMIX constants)
     from a fixed seed, id = 1000 + (state >> 33) mod (V - 1000), one state
     step per id, running on across the windows."""
@@ -91,11 +92,11 @@ def bench_ids(seq_len: int, batch: int, vocab_size: int) -> torch.Tensor:
     rng = 0x9E3779B97F4A7C15
     rows = []
     for _ in range(batch):
-        row = [CLS_ID]
+        row = [cls_id]
         for _ in range(seq_len - 2):
             rng = (rng * 6364136223846793005 + 1442695040888963407) & mask64
             row.append(first + (rng >> 33) % (vocab_size - first))
-        row.append(SEP_ID)
+        row.append(sep_id)
         rows.append(row)
     return torch.tensor(rows, dtype=torch.long)
 
@@ -181,13 +182,16 @@ def main(argv=None) -> int:
     except (OSError, ValueError, KeyError) as e:
         print(f"bench_torch: cannot load '{args.checkpoint}': {e}", file=sys.stderr)
         return 1
-    del ckpt  # the model holds its own copy of the weights
+    # The engine takes [CLS] and [SEP] from the model file's vocabulary.
+    vocab = {tok: i for i, tok in enumerate(ckpt.vocab)}
+    cls_id, sep_id = vocab.get("[CLS]", CLS_ID), vocab.get("[SEP]", SEP_ID)
+    del ckpt, vocab  # the model holds its own copy of the weights
     cfg = model.config
     if not 2 <= args.seq_len <= cfg.window_len:
         print(f"bench_torch: --seq-len must be in 2..{cfg.window_len} for this model",
               file=sys.stderr)
         return 1
-    ids = bench_ids(args.seq_len, args.batch, cfg.vocab_size)
+    ids = bench_ids(args.seq_len, args.batch, cfg.vocab_size, cls_id, sep_id)
     mask = torch.ones_like(ids)
 
     with torch.inference_mode():

@@ -1,0 +1,21 @@
+"""Where things live: the repository, the committed split manifests and the
+cache for everything large (${WINNOW_CACHE:-$HOME/.cache/winnow})."""
+
+import os
+
+SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(SCRIPTS)
+VOCAB = os.path.join(ROOT, "model", "weights", "vocab.txt")
+SPLITS = os.path.join(SCRIPTS, "splits")
+FETCH_NPM = os.path.join(SCRIPTS, "fetch_npm.sh")
+DEFAULT_WINNOW = os.path.join(ROOT, "build", "winnow")
+
+
+def cache_root() -> str:
+    return os.environ.get("WINNOW_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "winnow")
+
+
+def data_dir(corpus: str, root: str = None) -> str:
+    """The prepared corpus: docs.jsonl and tokens.npz."""
+    return os.path.join(root or os.path.join(cache_root(), "data"), corpus)
