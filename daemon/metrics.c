@@ -7,9 +7,10 @@
  *   # TYPE <name> counter|gauge|histogram
  *   <name>{<label>="<value, with \, " and newline escaped>"} <float>
  *
- * and for a histogram, cumulative "<name>_bucket{le="<bound>"}" samples
- * ending with le="+Inf", then "<name>_sum" and "<name>_count". Floats are
- * written so that they read back exactly; integers without an exponent.
+ * (no HELP line when the help text is empty), and for a histogram,
+ * cumulative "<name>_bucket{le="<bound>"}" samples ending with le="+Inf",
+ * then "<name>_sum" and "<name>_count". Floats are written so that they
+ * read back exactly; integers without an exponent.
  */
 #include "metrics.h"
 
@@ -423,7 +424,7 @@ static void format_value(char *out, size_t size, double v)
 		snprintf(out, size, "NaN");
 	} else if (isinf(v)) {
 		snprintf(out, size, v > 0 ? "+Inf" : "-Inf");
-	} else if (v == trunc(v) && fabs(v) < 1e15) {
+	} else if (v > -1e15 && v < 1e15 && v == (double)(long long)v) {
 		snprintf(out, size, "%.0f", v);
 	} else {
 		for (int digits = 1; digits <= 17; digits++) {
@@ -443,11 +444,14 @@ static void sb_value(strbuf_t *sb, double v)
 
 static void render_metric(strbuf_t *sb, const winnow_metric_t *metric)
 {
-	sb_puts(sb, "# HELP ");
-	sb_puts(sb, metric->name);
-	sb_putc(sb, ' ');
-	sb_escaped(sb, metric->help, 0);
-	sb_puts(sb, "\n# TYPE ");
+	if (*metric->help) {
+		sb_puts(sb, "# HELP ");
+		sb_puts(sb, metric->name);
+		sb_putc(sb, ' ');
+		sb_escaped(sb, metric->help, 0);
+		sb_putc(sb, '\n');
+	}
+	sb_puts(sb, "# TYPE ");
 	sb_puts(sb, metric->name);
 	sb_putc(sb, ' ');
 	sb_puts(sb, type_names[metric->type]);

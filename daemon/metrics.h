@@ -93,8 +93,8 @@ double winnow_metric_value(winnow_metric_t *metric, const char *label_value);
 
 /*
  * Renders every metric, in registration order, in the text format: for
- * each, "# HELP" and "# TYPE" lines, then its samples (series in the order
- * they were created). Returns a NUL-terminated string the caller frees with
+ * each, "# HELP" (unless help is empty) and "# TYPE" lines, then its
+ * samples (series in the order they were created). Returns a NUL-terminated string the caller frees with
  * free(), and its length in *len (if len is not NULL); NULL when out of
  * memory.
  */

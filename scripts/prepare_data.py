@@ -84,7 +84,7 @@ def package_dir(corpus: str, args) -> str:
 
 def read_spamassassin(pkg: str, report: dict):
     """Documents after de-duplication and dropping empty ones."""
-    by_body, by_text = {}, {}
+    bodies, by_text = {}, {}
     kept, dropped = [], collections.Counter()
     conflicts = 0
     n = 0
@@ -94,13 +94,17 @@ def read_spamassassin(pkg: str, report: dict):
             pb.update()
             doc = mail.doc
             text_key = doc.digest()
-            twin = by_body.get(mail.body_sha) or by_text.get(text_key)
+            # Bodies are compared first (every message's, kept or not), then
+            # the extracted text, which also catches the same body under
+            # another MIME boundary or transfer encoding.
+            twin = bodies.get(mail.body_sha) or by_text.get(text_key)
+            reason = "duplicate body" if mail.body_sha in bodies else "duplicate text"
+            bodies.setdefault(mail.body_sha, doc)
             if twin is not None:
-                dropped["duplicate body" if mail.body_sha in by_body else "duplicate text"] += 1
+                dropped[reason] += 1
                 if corpora.spam_label_2(twin.label) != corpora.spam_label_2(doc.label):
                     conflicts += 1
                 continue
-            by_body[mail.body_sha] = doc
             by_text[text_key] = doc
             if not doc.text.strip():
                 dropped["no text"] += 1

@@ -10,6 +10,7 @@
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,13 +101,11 @@ START_TEST(unlabelled_counter_starts_at_zero)
 	winnow_metric_t *c = winnow_metrics_counter(m, "winnow_bytes_total",
 						    NULL, NULL);
 	ck_assert_ptr_nonnull(c);
-	assert_render("# HELP winnow_bytes_total \n"
-		      "# TYPE winnow_bytes_total counter\n"
+	assert_render("# TYPE winnow_bytes_total counter\n"
 		      "winnow_bytes_total 0\n");
 	winnow_metric_inc(c, NULL, 1e6);
 	winnow_metric_inc(c, NULL, 0.25);
-	assert_render("# HELP winnow_bytes_total \n"
-		      "# TYPE winnow_bytes_total counter\n"
+	assert_render("# TYPE winnow_bytes_total counter\n"
 		      "winnow_bytes_total 1000000.25\n");
 }
 END_TEST
@@ -148,14 +147,12 @@ START_TEST(histogram_bounds_validated)
 	ck_assert_ptr_nonnull(h);
 	ck_assert_ptr_nonnull(only_inf);
 	winnow_metric_observe(only_inf, 3);
-	assert_render("# HELP d \n"
-		      "# TYPE d histogram\n"
+	assert_render("# TYPE d histogram\n"
 		      "d_bucket{le=\"1\"} 0\n"
 		      "d_bucket{le=\"2\"} 0\n"
 		      "d_bucket{le=\"+Inf\"} 0\n"
 		      "d_sum 0\n"
 		      "d_count 0\n"
-		      "# HELP e \n"
 		      "# TYPE e histogram\n"
 		      "e_bucket{le=\"+Inf\"} 1\n"
 		      "e_sum 3\n"
@@ -195,8 +192,7 @@ START_TEST(special_values_formatted)
 	winnow_metric_set(g, "inf", INFINITY);
 	winnow_metric_set(g, "-inf", -INFINITY);
 	winnow_metric_set(g, "nan", NAN);
-	assert_render("# HELP g \n"
-		      "# TYPE g gauge\n"
+	assert_render("# TYPE g gauge\n"
 		      "g{v=\"tenth\"} 0.1\n"
 		      "g{v=\"third\"} 0.3333333333333333\n"
 		      "g{v=\"big\"} 1e+20\n"

@@ -31,6 +31,10 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+# A signal from outside (a timeout, a kill by name) would otherwise end the
+# script without a word; say so, and let the EXIT trap clean up.
+trap 'echo "test_broker.sh: stopped by SIGTERM" >&2; exit 143' TERM
+trap 'echo "test_broker.sh: stopped by SIGINT" >&2; exit 130' INT
 
 step() { echo "--- $*"; }
 
