@@ -81,8 +81,9 @@ typedef struct winnow_http_s winnow_http_t;
 /*
  * Starts serving on listen, "host:port" ("127.0.0.1:9465", "[::1]:9465",
  * "localhost:9465"; port 0 picks a free port, see winnow_http_port()).
- * metrics and health must outlive the server; the server only reads
- * them. Returns NULL with the reason in errstr on failure ("cannot listen
+ * metrics and health (neither NULL) must outlive the server, which only
+ * reads them. The server's thread inherits the caller's signal mask: start
+ * it after blocking the signals the daemon's loop waits for. Returns NULL with the reason in errstr on failure ("cannot listen
  * on '127.0.0.1:9465': Address already in use").
  */
 winnow_http_t *winnow_http_start(const char *listen, winnow_metrics_t *metrics,

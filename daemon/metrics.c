@@ -255,7 +255,10 @@ static series_t *series_find(winnow_metric_t *metric, const char *label_value,
 			     int create)
 {
 	assert(metric->type != METRIC_HISTOGRAM);
-	assert((label_value == NULL) == (metric->label_name == NULL));
+	if ((label_value == NULL) != (metric->label_name == NULL)) {
+		assert(!"label value given iff the metric has a label name");
+		return NULL; /* release builds drop the update */
+	}
 	series_t **link = &metric->series;
 	for (; *link; link = &(*link)->next) {
 		if (!label_value || !strcmp((*link)->label_value, label_value))
@@ -325,6 +328,8 @@ void winnow_metric_add_label(winnow_metric_t *metric, const char *label_value)
 void winnow_metric_remove(winnow_metric_t *metric, const char *label_value)
 {
 	assert(metric && metric->label_name && label_value);
+	if (!metric->label_name || !label_value)
+		return;
 	pthread_mutex_lock(&metric->registry->lock);
 	for (series_t **link = &metric->series; *link; link = &(*link)->next) {
 		if (!strcmp((*link)->label_value, label_value)) {

@@ -69,7 +69,8 @@ winnow_metric_t *winnow_metrics_histogram(winnow_metrics_t *m,
 
 /*
  * Series updates. label_value must be NULL for an unlabelled metric and
- * non-NULL (copied when the series is created) for a labelled one.
+ * non-NULL (copied when the series is created) for a labelled one; a
+ * mismatch asserts (and is ignored when assertions are compiled out).
  *
  * winnow_metric_inc: adds delta (>= 0 for a counter; any sign for a gauge).
  * winnow_metric_set: gauges only.
