@@ -418,7 +418,7 @@ def fuzzy_spared(variant: Variant, kept_lists):
 
 
 def fmt(logits) -> str:
-    return "[" + " ".join("%.7g" % x for x in logits) + "]"
+    return "[" + " ".join("%.9g" % x for x in logits) + "]"
 
 
 def set_diff(ref_set, got_set) -> str:

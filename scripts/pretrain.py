@@ -1,0 +1,76 @@
+#!/usr/bin/python3
+"""Pretrain winnow's BERT encoder with masked language modelling.
+
+Text: the train splits of SpamAssassin and Brown and the State of the Union
+addresses (scripts/prepare_data.py must have run); never a validation or
+test document. The run stops when its budget (--max-minutes of training
+time and/or --max-steps) is spent; it saves its state every
+--checkpoint-minutes and resumes from it when run again with the same
+--out (a larger budget continues a finished run). The result is OUT/encoder/,
+a checkpoint directory that scripts/train.py fine-tunes, plus OUT/loss.png.
+
+Example (the default build's stage; docs/training.md):
+  /usr/bin/python3 scripts/pretrain.py --max-minutes 40
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from winnow_train import mlm, paths  # noqa: E402
+
+
+def parse_args(argv=None):
+    d = mlm.Shape()
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--out", metavar="DIR",
+                    help="run directory (default ${WINNOW_CACHE:-~/.cache/winnow}/runs/pretrain)")
+    ap.add_argument("--data-root", metavar="DIR",
+                    help="prepared data (default ${WINNOW_CACHE:-~/.cache/winnow}/data)")
+    ap.add_argument("--splits-dir", default=paths.SPLITS, metavar="DIR",
+                    help="split manifests (default scripts/splits)")
+    ap.add_argument("--vocab", default=paths.VOCAB, metavar="FILE",
+                    help="vocab.txt (default model/weights/vocab.txt)")
+    ap.add_argument("--max-minutes", type=float, metavar="M",
+                    help="training-time budget in minutes, summed over resumptions")
+    ap.add_argument("--max-steps", type=int, metavar="N", help="optimiser-step budget")
+    ap.add_argument("--layers", type=int, default=d.layers, help=f"encoder layers (default {d.layers})")
+    ap.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden size (default {d.hidden})")
+    ap.add_argument("--heads", type=int, default=d.heads, help=f"attention heads (default {d.heads})")
+    ap.add_argument("--intermediate", type=int, default=d.intermediate,
+                    help=f"feed-forward size (default {d.intermediate})")
+    ap.add_argument("--max-position", type=int, default=d.max_position,
+                    help=f"position embeddings = longest window (default {d.max_position})")
+    ap.add_argument("--seq-len", type=int, default=128, metavar="N",
+                    help="window length incl. [CLS]/[SEP] (default 128, BERT's first phase)")
+    ap.add_argument("--batch-size", type=int, default=32, metavar="B", help="windows per step (default 32)")
+    ap.add_argument("--lr", type=float, default=5e-4, help="peak learning rate (default 5e-4)")
+    ap.add_argument("--warmup", type=float, default=0.06, metavar="F",
+                    help="fraction of the budget spent warming up (default 0.06)")
+    ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
+    ap.add_argument("--dropout", type=float, default=0.1, help="hidden dropout (default 0.1)")
+    ap.add_argument("--attention-dropout", type=float, default=0.0,
+                    help="attention dropout (default 0: it costs a fifth of a step on CPU)")
+    ap.add_argument("--eval-every", type=int, default=200, metavar="N",
+                    help="validation MLM loss every N steps (default 200; 0: only at the end)")
+    ap.add_argument("--val-windows", type=int, default=256, metavar="N",
+                    help="validation windows (default 256)")
+    ap.add_argument("--checkpoint-minutes", type=float, default=5.0, metavar="M",
+                    help="save the resumable state every M minutes (default 5)")
+    ap.add_argument("--seed", type=int, default=1, help="seed (default 1)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                    help="torch threads (default: all cores)")
+    args = ap.parse_args(argv)
+    if not args.max_minutes and not args.max_steps:
+        ap.error("give --max-minutes and/or --max-steps")
+    args.out = args.out or os.path.join(paths.cache_root(), "runs", "pretrain")
+    args.data_root = args.data_root or os.path.join(paths.cache_root(), "data")
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(mlm.run(parse_args()))
