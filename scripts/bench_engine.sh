@@ -3,7 +3,8 @@
 # weights and the same input ids, and prints a Markdown table to paste into
 # docs/performance.md as is (progress goes to stderr).
 #
-#   scripts/bench_engine.sh                      the full run, a few minutes
+#   scripts/bench_engine.sh                      the full run: a few minutes
+#                                                (8 on a 2-core machine busy with other work)
 #   scripts/bench_engine.sh --quick              a smoke run, about a minute
 #   scripts/bench_engine.sh --shapes "128x1 512x8" --repeat 5
 #

@@ -74,6 +74,21 @@ def free_port():
         return s.getsockname()[1]
 
 
+def blas_env():
+    """The environment for winnow's binaries, OpenBLAS set as
+    scripts/blas_env.sh sets it: SkylakeX kernels on AVX-512 CPUs (Debian's
+    OpenBLAS would pick Haswell's on Zen 4/5), one thread per worker."""
+    env = dict(os.environ)
+    with open("/proc/cpuinfo") as f:
+        flags = f.read()
+    if " avx512bw" in flags and " avx512vl" in flags:
+        env["OPENBLAS_CORETYPE"] = "SkylakeX"
+    else:
+        env.pop("OPENBLAS_CORETYPE", None)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
+    return env
+
+
 def log(msg):
     print(f"  [{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -357,10 +372,9 @@ class Daemon:
         logf = open(self.log_path, "ab")
         logf.write(f"==== start {self.starts}\n".encode())
         logf.flush()
-        env = dict(os.environ)
-        env.setdefault("OPENBLAS_NUM_THREADS", "1")
         self.p = subprocess.Popen([self.h.winnowd, "--config", self.config],
-                                  stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, env=env)
+                                  stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                                  env=blas_env())
         logf.close()
         self.h._register(self.p)
         return self

@@ -1,0 +1,657 @@
+#!/usr/bin/python3
+"""winnowd end to end: DESIGN.md's "must show" for the daemon.
+
+Run by ctest (label e2e) as:
+
+    /usr/bin/python3 tests/e2e/test_daemon.py --build-dir build \
+        [--model tiny.wnn] [--workdir DIR] [--keep] [TEST...]
+
+Each test starts its own winnow-broker on an ephemeral port and its own
+winnowd processes, drives them through their interfaces only (Kafka topics,
+/metrics, logs, signals) and checks what DESIGN.md promises:
+
+  pipeline      1,000 documents in: one output record each, schema and
+                source exact, the same result as `winnow classify`,
+                committed offsets at the end offsets
+  poison        bad zstd, bombs, invalid UTF-8, empty, too large: dead
+                letters with the right class, reason, source headers and
+                the original bytes; the partition keeps moving
+  crash         SIGKILL at ~10%, ~50% and ~90% of the output: none missing
+  broker_faults broker down/up, produce errors, high RTT, commit errors:
+                nothing lost, the daemon recovers on its own
+  group         two winnowd share the partitions; one stops, the other
+                takes over; nothing lost
+  replay        --replay re-classifies into another topic, exits 0, leaves
+                the live group's committed offsets alone
+  backpressure  20,000 documents waiting, a small pipeline: RSS bounded,
+                the consumer pauses, in flight falls to 0
+
+The model is the tiny random one (tests/make_tiny_model.sh): the tests are
+about the daemon, not about accuracy. Exit 0 when every test passes.
+"""
+import argparse
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness as H  # noqa: E402
+from harness import log, wait_for  # noqa: E402
+
+RECORD_KEYS = {"id", "label", "confidence", "scores", "retained", "chunks",
+               "tokens", "model", "source"}
+DLQ_HEADERS = {"winnow-error-class", "winnow-error-reason", "winnow-source-topic",
+               "winnow-source-partition", "winnow-source-offset"}
+
+
+# ---- checks shared by the tests ------------------------------------------------
+
+
+def by_key(records):
+    """{key: [records...]} in topic order."""
+    out = collections.defaultdict(list)
+    for r in records:
+        out[r["key"]].append(r)
+    return out
+
+
+def check_record(row, text, where, top_k, topic="docs"):
+    """One output record (a consumed row) against its input document."""
+    rec = json.loads(row["value"])
+    key = row["key"].decode()
+    extra = set(rec) - RECORD_KEYS
+    assert set(rec) >= RECORD_KEYS and not extra, \
+        f"{key}: record keys {sorted(rec)}, expected {sorted(RECORD_KEYS)}"
+    assert rec["id"] == key, f"{key}: id {rec['id']!r}"
+    assert rec["source"] == {"topic": topic, "partition": where[0], "offset": where[1]}, \
+        f"{key}: source {rec['source']}, input was {topic}[{where[0]}]@{where[1]}"
+    scores = rec["scores"]
+    assert set(scores) == {"ham", "spam"}, f"{key}: scores {scores}"
+    assert abs(sum(scores.values()) - 1.0) < 1e-4, f"{key}: scores sum {sum(scores.values())}"
+    assert rec["label"] in scores and rec["label"] == max(scores, key=scores.get), \
+        f"{key}: label {rec['label']} but scores {scores}"
+    assert abs(rec["confidence"] - scores[rec["label"]]) < 1e-6, f"{key}: confidence"
+    assert isinstance(rec["chunks"], int) and rec["chunks"] >= 1, f"{key}: chunks"
+    assert isinstance(rec["tokens"], int) and rec["tokens"] >= 1, f"{key}: tokens"
+    assert rec["model"] == "tiny 0", f"{key}: model {rec['model']!r}"
+    ret = rec["retained"]
+    assert isinstance(ret, list) and 1 <= len(ret) <= top_k, \
+        f"{key}: {len(ret)} retained tokens, top_k {top_k}"
+    for t in ret:
+        assert set(t) == {"token", "start", "end", "score"}, f"{key}: retained {t}"
+        assert 0 <= t["start"] < t["end"] <= len(text), f"{key}: span {t}"
+        piece = t["token"][2:] if t["token"].startswith("##") else t["token"]
+        assert text[t["start"]:t["end"]].decode().lower() == piece, \
+            f"{key}: retained {t} spans {text[t['start']:t['end']]!r}"
+    assert [t["score"] for t in ret] == sorted((t["score"] for t in ret), reverse=True), \
+        f"{key}: retained tokens not most important first"
+    return rec
+
+
+def check_all_outputs(records, docs, where, top_k=10, exactly_once=False):
+    """Every document has a record, each record is right; returns
+    {key: [record json, ...]} and prints the duplicates."""
+    text = dict(docs)
+    got = by_key(records)
+    missing = [k for k in text if k not in got]
+    assert not missing, f"{len(missing)} documents have no output record, e.g. {missing[:5]}"
+    stray = [k for k in got if k not in text]
+    assert not stray, f"records for keys never produced: {stray[:5]}"
+    out = {}
+    for k, rows in got.items():
+        recs = [check_record(r, text[k], where[k], top_k) for r in rows]
+        first = recs[0]
+        for again in recs[1:]:  # a duplicate is the same classification
+            assert again["label"] == first["label"] and \
+                again["source"] == first["source"] and \
+                abs(again["confidence"] - first["confidence"]) < 1e-4, \
+                f"{k!r}: duplicate records differ: {first} / {again}"
+        out[k] = recs
+    dups = sum(len(v) - 1 for v in out.values())
+    log(f"{len(out)} documents, {len(records)} records, {dups} duplicates "
+        f"({sum(1 for v in out.values() if len(v) > 1)} documents twice or more)")
+    if exactly_once:
+        assert dups == 0, f"{dups} duplicate records in a run without failures"
+    return out, dups
+
+
+def headers(row):
+    d = {}
+    for n, v in row["headers"]:
+        assert n not in d, f"header {n} twice"
+        d[n] = v.decode() if v is not None else None
+    return d
+
+
+def metric_sum(d, name):
+    return sum(d.metrics().get(name, {}).values())
+
+
+# ---- 1. the pipeline -----------------------------------------------------------
+
+
+def test_pipeline(h, args):
+    """1,000 documents over 3 partitions: one record each, exact schema and
+    source, the engine's own result, committed offsets at the end."""
+    b = h.broker({"docs": 3, "labels": 3, "docs.dlq": 1})
+    docs = H.make_docs(1000, "doc", seed=1)
+    where = h.produce_docs(b.addr, "docs", docs, partitions=3)
+    d = h.daemon(b, "winnowd").start()
+    t0 = time.monotonic()
+    recs = h.wait_keys(b.addr, "labels", [k for k, _ in docs], timeout=240)
+    log(f"1000 records in {time.monotonic() - t0:.1f} s")
+    out, _ = check_all_outputs(recs, docs, where, exactly_once=True)
+    assert h.consume(b.addr, "docs.dlq") == [], "dead letters from good documents"
+    rows = h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    log("committed: " + ", ".join(f"[{r['partition']}] {r['committed']}/{r['high']}"
+                                  for r in rows))
+
+    # The daemon classifies as the engine does: `winnow classify` on a sample.
+    sample = docs[::40]
+    files = []
+    for k, t in sample:
+        path = h.path(k.decode() + ".txt")
+        with open(path, "wb") as f:
+            f.write(t)
+        files.append(path)
+    p = subprocess.run([os.path.join(h.build_dir, "winnow"), "classify", "--model", h.model,
+                        *files], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                       env=H.blas_env())
+    assert p.returncode == 0, p.stderr.decode()
+    for (k, _), line in zip(sample, p.stdout.decode().splitlines()):
+        ref, rec = json.loads(line), out[k][0]
+        for field in ("label", "chunks", "tokens"):
+            assert rec[field] == ref[field], f"{k}: {field} {rec[field]} vs classify {ref[field]}"
+        for lab in ref["scores"]:
+            assert abs(rec["scores"][lab] - ref["scores"][lab]) < 1e-4, \
+                f"{k}: scores {rec['scores']} vs classify {ref['scores']}"
+        assert rec["retained"] == ref["retained"], \
+            f"{k}: retained {rec['retained']} vs classify {ref['retained']}"
+    log(f"{len(sample)} records equal to `winnow classify`")
+
+    m = d.metrics()
+    assert m["winnow_documents_consumed_total"][""] == 1000, m["winnow_documents_consumed_total"]
+    assert sum(m["winnow_documents_classified_total"].values()) == 1000
+    assert sum(m["winnow_documents_dead_lettered_total"].values()) == 0
+    wait_for("in flight 0", lambda: d.metric("winnow_documents_in_flight") == 0, 5)
+    assert d.terminate() == 0, "winnowd did not exit 0 on SIGTERM"
+
+
+# ---- 2. poison documents -----------------------------------------------------------
+
+
+def poison_documents():
+    """(key, value, expected classes, what) of every kind of bad input."""
+    rng = H.random.Random(7)
+    good = H.make_text(rng, 300)
+    frame = H.compress(good, write_checksum=True)
+    corrupt = bytearray(frame)
+    for i in range(len(corrupt) // 3, len(corrupt) // 3 + 24):
+        corrupt[i] ^= 0x5A
+    zeros = b"\0" * (64 << 20)
+    big_text = (good + b"\n") * ((50 << 20) // (len(good) + 1) + 1)
+
+    def streamed(data, **kw):  # a frame that does not declare its size
+        c = H.zstandard.ZstdCompressor(**kw)
+        out = bytearray()
+        obj = c.compressobj()
+        for i in range(0, len(data), 1 << 20):
+            out += obj.compress(data[i:i + (1 << 20)])
+        return bytes(out + obj.flush())
+
+    wide = H.zstandard.ZstdCompressionParameters(window_log=24, compression_level=3)
+    return [
+        (b"bad-not-zstd", b"plain text, never compressed", {"not-zstd"}, "not a zstd frame"),
+        (b"bad-truncated", frame[:len(frame) // 2], {"truncated-zstd"}, "half a frame"),
+        (b"bad-corrupt", bytes(corrupt), {"corrupt-zstd"}, "24 bytes flipped"),
+        (b"bad-trailing", frame + b"junk", {"corrupt-zstd"}, "bytes after the frame"),
+        (b"bad-bomb", H.compress(zeros), {"too-large"}, "64 MiB of zeros, size declared"),
+        (b"bad-bomb-stream", streamed(zeros), {"too-large"},
+         "64 MiB of zeros, size not declared"),
+        (b"bad-50mb", H.compress(big_text), {"too-large"}, "50 MB of text, size declared"),
+        (b"bad-50mb-stream", streamed(big_text), {"too-large"},
+         "50 MB of text, size not declared"),
+        (b"bad-window", streamed(good * 4, compression_params=wide), {"too-large"},
+         "a frame asking for a 16 MiB window, over zstd_window_log_max 20"),
+        (b"bad-over-input", H.compress(os.urandom(600 << 10), level=1), {"too-large"},
+         "a 600 KiB value, over max_input_bytes 512 KiB"),
+        (b"bad-utf8", H.compress(b"hello \xff\xfe world " + good), {"invalid-utf8"},
+         "invalid UTF-8"),
+        (b"bad-utf8-overlong", H.compress(good[:100] + b" \xc0\xaf " + good[100:]),
+         {"invalid-utf8"}, "overlong UTF-8 encoding"),
+        (b"bad-empty", H.compress(b""), {"empty"}, "a zstd frame of nothing"),
+        (b"bad-blank", H.compress(b"  \n\t \r\n  "), {"empty"}, "whitespace only"),
+        (b"bad-zero-bytes", b"", {"empty", "not-zstd"}, "a value of 0 bytes"),
+        (b"bad-null", None, {"empty", "not-zstd"}, "a null value (tombstone)"),
+    ]
+
+
+def test_poison(h, args):
+    """Each poison document lands in the dead-letter topic with its class,
+    a reason, the source headers, its key and value unchanged; the
+    documents around it are classified and the partitions keep moving."""
+    b = h.broker({"docs": 2, "labels": 2, "docs.dlq": 1})
+    poison = poison_documents()
+    goods = H.make_docs(len(poison) * 2 + 20, "good", seed=2)
+    # Goods and poison interleaved on both partitions: good, bad, good, ...
+    recs, order = [], []
+    gi = iter(goods)
+    cctx = H.zstandard.ZstdCompressor()
+    for i, (key, value, _, _) in enumerate(poison):
+        part = i % 2
+        for _ in range(2):
+            k, t = next(gi)
+            recs.append((part, k, cctx.compress(t)))
+            order.append(k)
+        recs.append((part, key, value))
+        order.append(key)
+    for k, t in gi:
+        recs.append((len(recs) % 2, k, cctx.compress(t)))
+        order.append(k)
+    where = dict(zip(order, h.produce(b.addr, "docs", recs)))
+    log(f"{len(poison)} poison and {len(goods)} good documents produced, "
+        f"largest value {max(len(r[2] or b'') for r in recs)} bytes")
+
+    d = h.daemon(b, "winnowd", limits={"max_document_bytes": "1MiB",
+                                       "max_input_bytes": "512KiB",
+                                       "zstd_window_log_max": 20}).start()
+    out = h.wait_keys(b.addr, "labels", [k for k, _ in goods], timeout=240)
+    check_all_outputs(out, goods, where, exactly_once=True)
+    assert not any(r["key"].startswith(b"bad-") for r in out), "a poison document classified"
+    dlq = h.wait_keys(b.addr, "docs.dlq", [p[0] for p in poison], timeout=60)
+    got = by_key(dlq)
+    assert len(dlq) == len(poison), f"{len(dlq)} dead letters for {len(poison)} poison documents"
+    counts = collections.Counter()
+    for key, value, classes, what in poison:
+        (row,) = got[key]
+        hd = headers(row)
+        assert set(hd) >= DLQ_HEADERS, f"{key}: headers {sorted(hd)}"
+        cls = hd["winnow-error-class"]
+        counts[cls] += 1
+        log(f"{key.decode():18} {what:62} -> {cls}: {hd['winnow-error-reason']}")
+        assert cls in classes, f"{key}: class {cls}, expected {sorted(classes)}"
+        assert hd["winnow-error-reason"], f"{key}: no reason"
+        p, o = where[key]
+        assert (hd["winnow-source-topic"], hd["winnow-source-partition"],
+                hd["winnow-source-offset"]) == ("docs", str(p), str(o)), \
+            f"{key}: source headers {hd}, input was docs[{p}]@{o}"
+        assert row["value"] == value, \
+            f"{key}: dead letter value differs from the input " \
+            f"({None if row['value'] is None else len(row['value'])} bytes vs " \
+            f"{None if value is None else len(value)})"
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    m = d.metrics()["winnow_documents_dead_lettered_total"]
+    for cls, n in counts.items():
+        assert m.get(f'{{reason="{cls}"}}') == n, f"metric dead_lettered{{{cls}}} {m}"
+    assert d.terminate() == 0
+
+
+# ---- 3. crash ---------------------------------------------------------------------
+
+
+def test_crash(h, args):
+    """SIGKILL at about 10%, 50% and 90% of the output, each time restarted:
+    every document has a record in the end."""
+    n = 3000
+    b = h.broker({"docs": 4, "labels": 4, "docs.dlq": 1})
+    docs = H.make_docs(n, "crash", seed=3)
+    where = h.produce_docs(b.addr, "docs", docs, partitions=4)
+    d = h.daemon(b, "winnowd")
+    for frac in (0.10, 0.50, 0.90):
+        d.start()
+        target = int(n * frac)
+        wait_for(f"{target} records before the kill",
+                 lambda: d._check_alive() and h.high_total(b.addr, "labels") >= target,
+                 timeout=240, interval=0.05)
+        d.kill()
+        produced = h.high_total(b.addr, "labels")
+        committed = h.offsets(b.addr, "docs", "winnow")
+        log(f"SIGKILL at {produced} records ({produced / n:.0%}); committed then: "
+            + ", ".join(str(r["committed"]) for r in committed))
+    d.start()
+    recs = h.wait_keys(b.addr, "labels", [k for k, _ in docs], timeout=300)
+    _, dups = check_all_outputs(recs, docs, where)
+    log(f"crash: {dups} duplicates over 3 kills ({dups / 3:.0f} per kill; at-least-once "
+        f"allows what was in flight and not yet committed)")
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    assert d.terminate() == 0
+
+
+# ---- 4. broker faults -----------------------------------------------------------------
+
+
+def test_broker_faults(h, args):
+    """Broker down and up, produce errors, high RTT, commit and fetch errors
+    while documents flow: nothing lost, no restart needed."""
+    b = h.broker({"docs": 3, "labels": 3, "docs.dlq": 1})
+    d = h.daemon(b, "winnowd").start()
+    d.wait_assigned(3)
+    all_docs, where = [], {}
+    phases = [
+        ("broker down 3 s", ["broker down 1"], 3.0, ["broker up 1"]),
+        ("produce errors", ["error Produce REQUEST_TIMED_OUT 3",
+                            "error Produce NOT_LEADER_FOR_PARTITION 3",
+                            "error Produce _TRANSPORT 2"], 4.0, []),
+        ("rtt 500 ms", ["rtt 1 500"], 5.0, ["rtt 1 0"]),
+        ("commit and fetch errors", ["error OffsetCommit REQUEST_TIMED_OUT 3",
+                                     "error Fetch NOT_LEADER_FOR_PARTITION 2",
+                                     "error Heartbeat REBALANCE_IN_PROGRESS 1"], 4.0, []),
+        ("broker down 8 s", ["broker down 1"], 8.0, ["broker up 1"]),
+    ]
+    for i, (what, cmds, hold, undo) in enumerate(phases):
+        docs = H.make_docs(500, f"fault{i}", seed=40 + i)
+        where.update(h.produce_docs(b.addr, "docs", docs, partitions=3))
+        all_docs += docs
+        before = h.high_total(b.addr, "labels")
+        # Strike while this batch is on its way through the daemon.
+        wait_for("the batch under way", lambda: h.high_total(b.addr, "labels") > before + 20,
+                 timeout=60, interval=0.05)
+        log(f"phase {what}")
+        for c in cmds:
+            b.command(c)
+        time.sleep(hold)
+        for c in undo:
+            b.command(c)
+        assert d.running(), f"winnowd exited during '{what}':\n{d.log_this_run()[-3000:]}"
+    recs = h.wait_keys(b.addr, "labels", [k for k, _ in all_docs], timeout=240)
+    check_all_outputs(recs, all_docs, where)
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=30)
+    assert d.running(), "winnowd exited"
+    retries = d.log().count("not delivered")
+    log(f"winnowd logged {retries} delivery retries; "
+        f"{d.log().count('librdkafka')} librdkafka lines")
+    assert d.terminate() == 0
+
+
+# ---- 5. a consumer group of two -------------------------------------------------------
+
+
+def test_group(h, args):
+    """Two winnowd split 4 partitions and produce every record together; one
+    is stopped with SIGTERM mid-stream and the other takes over."""
+    b = h.broker({"docs": 4, "labels": 4, "docs.dlq": 1})
+    a = h.daemon(b, "winnowd-a").start()
+    a.wait_assigned(4)
+    c = h.daemon(b, "winnowd-b").start()
+    wait_for("the partitions split 2 and 2",
+             lambda: a._check_alive() and c._check_alive() and
+             (a.assigned(), c.assigned()) == (2, 2), timeout=60, interval=0.2)
+    log("assigned: a 2, b 2")
+    docs1 = H.make_docs(1200, "grp1", seed=51)
+    where = h.produce_docs(b.addr, "docs", docs1, partitions=4)
+    recs = h.wait_keys(b.addr, "labels", [k for k, _ in docs1], timeout=240)
+    check_all_outputs(recs, docs1, where, exactly_once=True)
+    na = metric_sum(a, "winnow_documents_classified_total")
+    nb = metric_sum(c, "winnow_documents_classified_total")
+    lag_a = sorted(a.metrics().get("winnow_consumer_lag", {}))
+    lag_b = sorted(c.metrics().get("winnow_consumer_lag", {}))
+    log(f"classified: a {na:.0f}, b {nb:.0f}; lag gauges a {lag_a}, b {lag_b}")
+    assert na > 0 and nb > 0 and na + nb == 1200, (na, nb)
+    # Each classified what its partitions held (300 documents per partition).
+    assert na == 600 and nb == 600, f"a {na}, b {nb}: not 2 partitions each"
+
+    docs2 = H.make_docs(2000, "grp2", seed=52)
+    where.update(h.produce_docs(b.addr, "docs", docs2, partitions=4))
+    before = h.high_total(b.addr, "labels")
+    wait_for("the second batch under way",
+             lambda: h.high_total(b.addr, "labels") >= before + 300, timeout=120, interval=0.05)
+    log("SIGTERM to winnowd-b")
+    assert c.terminate() == 0, "winnowd-b did not exit 0 on SIGTERM"
+    assert "shutdown: draining" in c.log_this_run()
+    a.wait_assigned(4, timeout=60)
+    log("winnowd-a has all 4 partitions")
+    docs3 = H.make_docs(400, "grp3", seed=53)
+    where.update(h.produce_docs(b.addr, "docs", docs3, partitions=4))
+    everything = docs1 + docs2 + docs3
+    recs = h.wait_keys(b.addr, "labels", [k for k, _ in everything], timeout=240)
+    check_all_outputs(recs, everything, where)
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    assert a.terminate() == 0
+
+
+# ---- 6. replay ------------------------------------------------------------------------------
+
+
+def test_replay(h, args):
+    """--replay re-classifies a bounded range into another topic, prints a
+    summary, exits 0 and leaves the live group's committed offsets alone,
+    while the live winnowd keeps running with the same configuration."""
+    b = h.broker({"docs": 3, "labels": 3, "labels.replay": 3, "labels.replay2": 3,
+                  "docs.dlq": 1})
+    base = int(time.time() * 1000) - 120000
+    docs = H.make_docs(600, "rep", seed=61)
+    cctx = H.zstandard.ZstdCompressor()
+    # Three batches 10 s apart in record time, two poison documents in the first.
+    recs = [(i % 3, k, cctx.compress(t), base + 10000 * (i // 200))
+            for i, (k, t) in enumerate(docs)]
+    recs[5] = (recs[5][0], b"rep-bad-1", b"not zstd", base)
+    recs[6] = (recs[6][0], b"rep-bad-2", H.compress(b"\xff\xff"), base)
+    docs = [(k, t) for i, (k, t) in enumerate(docs) if i not in (5, 6)]
+    where = {r[1]: w for r, w in zip(recs, h.produce(b.addr, "docs", recs))}
+    live = h.daemon(b, "winnowd").start()
+    out = h.wait_keys(b.addr, "labels", [k for k, _ in docs], timeout=240)
+    live_recs, _ = check_all_outputs(out, docs, where, exactly_once=True)
+    before = h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    live_log = len(live.log())
+
+    def replay(*extra, topic_out):
+        cmd = [h.winnowd, "--config", live.config, "--replay", "--topic", "docs",
+               *extra, "--output-topic", topic_out]
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                           env=H.blas_env())
+        out_text, err_text = p.stdout.decode(), p.stderr.decode()
+        with open(h.path(f"replay-{topic_out}.log"), "w") as f:
+            f.write(out_text + err_text)
+        assert p.returncode == 0, \
+            f"replay exited {p.returncode}:\n{out_text}\n{err_text[-3000:]}"
+        log(f"replay ({time.monotonic() - t0:.1f} s): {out_text.strip()}")
+        assert "replay:" in out_text, f"no summary on stdout: {out_text!r}"
+        return out_text, err_text
+
+    summary, _ = replay("--from-offset", "0", topic_out="labels.replay")
+    assert f"{len(docs)} classified, 2 dead-lettered" in summary, summary
+    rep = h.consume(b.addr, "labels.replay")
+    rep_recs, _ = check_all_outputs(rep, docs, where, exactly_once=True)
+    for k, (rec,) in rep_recs.items():
+        ref = live_recs[k][0]
+        assert rec["label"] == ref["label"] and rec["retained"] == ref["retained"] and \
+            abs(rec["confidence"] - ref["confidence"]) < 1e-4, f"{k}: replay {rec} live {ref}"
+    assert sum(1 for r in h.consume(b.addr, "docs.dlq")) == 4, "dead letters: 2 live + 2 replay"
+    after = h.offsets(b.addr, "docs", "winnow")
+    assert [r["committed"] for r in after] == [r["committed"] for r in before], \
+        f"the live group's committed offsets moved: {before} -> {after}"
+    assert "revoked" not in live.log()[live_log:], "the replay disturbed the live group"
+
+    # By time: the broker's mock cannot look offsets up by timestamp (it
+    # answers -1, "no such record", for every time), so here the range can
+    # only be checked against that answer: winnowd must log the offsets it
+    # chose from the broker's answers and finish cleanly. Against a real
+    # cluster the same run replays exactly the second batch.
+    summary, err = replay("--from-time", str(base + 10000), "--to-time", str(base + 20000),
+                          topic_out="labels.replay2")
+    log("replay by time chose: " + "; ".join(
+        line.split("replay: ", 1)[1] for line in err.splitlines() if "replay: 'docs'" in line))
+    after2 = h.offsets(b.addr, "docs", "winnow")
+    assert [r["committed"] for r in after2] == [r["committed"] for r in before]
+    assert live.running()
+    assert live.terminate() == 0
+
+
+# ---- 7. backpressure -----------------------------------------------------------------------
+
+
+def test_backpressure(h, args):
+    """20,000 documents waiting and an 8-document pipeline: the consumer
+    pauses, RSS stays under a bound independent of the backlog, and when
+    the backlog has drained in flight is 0 and RSS stops growing."""
+    parts = 4
+    b = h.broker({"docs": parts, "labels": 8, "docs.dlq": 1, "warmup": 1})
+    slots = 8
+    prefetch_kb = 1024
+    d = h.daemon(b, "winnowd", pipeline={"max_documents": slots, "pause_at": slots,
+                                         "resume_at": slots // 2},
+                 limits={"max_input_bytes": "64KiB"}, top_k=3,
+                 properties={"queued.max.messages.kbytes": str(prefetch_kb),
+                             "fetch.max.bytes": "262144"}).start()
+    d.wait_assigned(parts)
+    # Warm up: every code path once, so that RSS holds the model pages,
+    # worker arenas, librdkafka's buffers and the slots' buffers.
+    warm = H.make_docs(200, "warm", seed=70, min_words=150, max_words=400)
+    wwhere = h.produce_docs(b.addr, "docs", warm, partitions=parts)
+    h.wait_keys(b.addr, "labels", [k for k, _ in warm], timeout=120)
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    time.sleep(1.5)
+    rss_warm = d.rss_kb()
+
+    n = 20000
+    docs = H.make_docs(n, "bp", seed=71, min_words=150, max_words=400)
+    cctx = H.zstandard.ZstdCompressor()
+    values = [cctx.compress(t) for _, t in docs]
+    backlog_kb = sum(len(v) for v in values) // 1024
+    # The bound, what winnowd may hold whatever the backlog, over the warm RSS:
+    #   slots x (input <= 64 KiB + text <= 4 x input + tokens and result,
+    #            256 KiB together)                                  2 MiB
+    #   consumer prefetch: queued.max.messages.kbytes per partition, and one
+    #   fetch response (fetch.max.bytes) over it                 4 x 1 + 0.25 MiB
+    #   output records awaiting delivery (<= slots x ~1 KiB)           ~0
+    #   allocator slack (glibc arenas of the 2 workers, prep, output,
+    #   main and librdkafka threads keep freed memory)                 8 MiB
+    # = about 14 MiB. An unbounded consumer would instead hold the backlog
+    # (its values alone, `backlog_kb`, plus ~0.5 KiB of overhead per message).
+    bound_kb = rss_warm + slots * 256 + parts * prefetch_kb + 256 + 8 * 1024
+    log(f"warm RSS {rss_warm} KiB; backlog {n} documents, {backlog_kb} KiB compressed; "
+        f"bound {bound_kb} KiB")
+    assert backlog_kb + rss_warm > bound_kb + 4096, "backlog too small to tell"
+
+    recs = [(i % parts, k, v) for i, ((k, _), v) in enumerate(zip(docs, values))]
+    where = h.produce(b.addr, "docs", recs)
+    assert len(where) == n
+    samples = []  # (t, rss, in_flight, held, consumed, finished, lag)
+    t0 = time.monotonic()
+    deadline = t0 + 400
+    total = n + len(warm)
+    while True:
+        assert d.running(), f"winnowd exited:\n{d.log_this_run()[-3000:]}"
+        m = d.metrics()
+        g = lambda name, lab="": m.get(name, {}).get(lab, 0.0)  # noqa: E731
+        finished = (sum(m["winnow_documents_classified_total"].values()) +
+                    sum(m["winnow_documents_dead_lettered_total"].values()))
+        samples.append((time.monotonic() - t0, d.rss_kb(), g("winnow_documents_in_flight"),
+                        g("winnow_queue_depth", '{stage="consumer-held"}'),
+                        g("winnow_documents_consumed_total"), finished,
+                        sum(m.get("winnow_consumer_lag", {}).values())))
+        if finished >= total and g("winnow_documents_in_flight") == 0:
+            break
+        assert time.monotonic() < deadline, f"backlog not drained in 400 s: {samples[-1]}"
+        time.sleep(0.25)
+    drained_at = time.monotonic() - t0
+    peak = max(s[1] for s in samples)
+    max_flight = max(s[2] for s in samples)
+    max_ahead = max(s[4] - s[5] for s in samples)
+    max_lag = max(s[6] for s in samples)
+    log(f"drained {n} documents in {drained_at:.1f} s ({n / drained_at:.0f}/s); "
+        f"{len(samples)} samples: RSS peak {peak} KiB (warm {rss_warm}, bound {bound_kb}), "
+        f"in flight max {max_flight:.0f}, consumed - finished max {max_ahead:.0f}, "
+        f"lag max {max_lag:.0f}")
+    # The consumer paused: the pipeline was full, and the daemon never ran
+    # ahead of its pipeline by more than the slots (and a poll's worth held).
+    assert max_flight >= slots, f"in flight never reached {slots}: the pipeline never filled"
+    assert max_ahead <= 2 * slots, \
+        f"consumed ran {max_ahead:.0f} documents ahead of finished, over 2 x {slots} slots"
+    assert max_lag > n / 2, f"lag max {max_lag}: the backlog was never waiting"
+    assert peak <= bound_kb, f"RSS peak {peak} KiB over the bound {bound_kb} KiB"
+
+    # Drained: idle, in flight 0, and RSS does not keep growing.
+    idle = []
+    for _ in range(12):
+        time.sleep(0.25)
+        idle.append(d.rss_kb())
+    log(f"idle RSS over 3 s: {min(idle)}..{max(idle)} KiB")
+    assert d.metric("winnow_documents_in_flight") == 0
+    assert max(idle) - min(idle) <= 1024, f"RSS still growing when idle: {idle}"
+    assert max(idle) <= bound_kb
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    # Every document has its record (spread over 8 partitions of 'labels'
+    # to stay under the broker's 5 MB per partition).
+    all_docs = warm + docs
+    where_all = dict(wwhere)
+    where_all.update({k: w for (k, _), w in zip(docs, where)})
+    out = h.wait_keys(b.addr, "labels", [k for k, _ in all_docs], timeout=120)
+    check_all_outputs(out, all_docs, where_all, top_k=3)
+    assert d.terminate() == 0
+
+
+# ---- the runner ------------------------------------------------------------------------------
+
+TESTS = [("pipeline", test_pipeline), ("poison", test_poison), ("crash", test_crash),
+         ("broker_faults", test_broker_faults), ("group", test_group),
+         ("replay", test_replay), ("backpressure", test_backpressure)]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--build-dir", required=True, help="CMake build directory")
+    ap.add_argument("--model", help="model for winnowd (default: the tiny test model, "
+                    "made with tests/make_tiny_model.sh in the work directory)")
+    ap.add_argument("--tool", help="winnow-kafka-tool (default: BUILD_DIR/winnow-kafka-tool)")
+    ap.add_argument("--workdir", help="work directory (default: a temporary one)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument("tests", nargs="*", help=f"tests to run (default: all): "
+                    f"{', '.join(n for n, _ in TESTS)}")
+    args = ap.parse_args()
+    unknown = set(args.tests) - {n for n, _ in TESTS}
+    if unknown:
+        ap.error(f"unknown tests: {', '.join(sorted(unknown))}")
+    # ctest's timeout (SIGTERM) unwinds like an exception, so every process
+    # started is still stopped by the harness.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+    workdir = args.workdir or tempfile.mkdtemp(prefix="winnow-e2e.")
+    os.makedirs(workdir, exist_ok=True)
+    model = args.model
+    if not model:
+        subprocess.run([os.path.join(H.ROOT, "tests/make_tiny_model.sh"), workdir],
+                       check=True, timeout=600)
+        model = os.path.join(workdir, "tiny.wnn")
+    results = []
+    for name, fn in TESTS:
+        if args.tests and name not in args.tests:
+            continue
+        print(f"=== {name}: {fn.__doc__.split(chr(10))[0]}", flush=True)
+        h = H.Harness(args.build_dir, model, os.path.join(workdir, name), tool=args.tool)
+        t0 = time.monotonic()
+        try:
+            fn(h, args)
+            ok = True
+        except Exception:
+            ok = False
+            traceback.print_exc()
+            for f in sorted(os.listdir(h.workdir)):
+                if f.endswith(".log"):
+                    with open(h.path(f), errors="replace") as fh:
+                        tail = fh.read()[-4000:]
+                    print(f"--- tail of {f}:\n{tail}")
+        finally:
+            h.close()
+        dt = time.monotonic() - t0
+        results.append((name, ok, dt))
+        print(f"=== {name}: {'PASS' if ok else 'FAIL'} ({dt:.1f} s)", flush=True)
+    print("\n  test            result   seconds")
+    for name, ok, dt in results:
+        print(f"  {name:15} {'PASS' if ok else 'FAIL':8} {dt:7.1f}")
+    print(f"  {'total':15} {'':8} {sum(r[2] for r in results):7.1f}")
+    if not args.keep and not args.workdir:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
