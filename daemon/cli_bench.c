@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,9 +122,50 @@ out_free:
 
 typedef struct {
 	const char *model_path;
-	unsigned seq_len, batch, repeat, warmup, threads;
+	unsigned seq_len, batch, repeat, warmup, threads, workers;
 	int json, gemm;
 } bench_opts_t;
+
+/*
+ * With --workers N the batch is split into N parts run at once, each on
+ * its own context and thread with single-threaded BLAS: the layout of
+ * winnowd's encoder workers. Else one context runs the whole batch on
+ * OpenBLAS's pool.
+ */
+typedef struct {
+	winnow_ctx_t *ctx;
+	const winnow_window_t *w;
+	uint32_t n;
+	float *logits;
+	winnow_err_t err;
+	char errstr[256];
+} bench_part_t;
+
+static void *run_part(void *arg)
+{
+	bench_part_t *p = arg;
+	p->err = winnow_ctx_forward(p->ctx, p->w, p->n, p->logits, p->errstr,
+				    sizeof p->errstr);
+	return NULL;
+}
+
+/* One forward of the whole batch over the parts; 0 or -1. */
+static int run_parts(bench_part_t *parts, unsigned n)
+{
+	pthread_t t[64];
+	for (unsigned i = 1; i < n; i++)
+		pthread_create(&t[i], NULL, run_part, &parts[i]);
+	run_part(&parts[0]);
+	for (unsigned i = 1; i < n; i++)
+		pthread_join(t[i], NULL);
+	for (unsigned i = 0; i < n; i++) {
+		if (parts[i].err) {
+			fprintf(stderr, "winnow: %s\n", parts[i].errstr);
+			return -1;
+		}
+	}
+	return 0;
+}
 
 static int bench_engine(const bench_opts_t *o)
 {
@@ -139,17 +181,33 @@ static int bench_engine(const bench_opts_t *o)
 		winnow_model_destroy(m);
 		return 2;
 	}
+	unsigned nparts = o->workers ? o->workers : 1;
+	if (nparts > o->batch)
+		nparts = o->batch;
+	if (nparts > 64)
+		nparts = 64;
+	unsigned per = (o->batch + nparts - 1) / nparts;
+	nparts = (o->batch + per - 1) / per;
+	if (nparts > 1)
+		openblas_set_num_threads(1);
+	bench_part_t parts[64];
+	memset(parts, 0, sizeof parts);
 	winnow_ctx_params_t cp = winnow_ctx_default_params();
+	cp.max_windows = per;
+	cp.max_tokens = per * o->seq_len;
+	winnow_ctx_t *ctx = winnow_ctx_new(m, &cp, err, sizeof err);
+	int parts_ok = ctx != NULL;
+	for (unsigned i = 1; parts_ok && i < nparts; i++)
+		parts_ok = (parts[i].ctx = winnow_ctx_new(m, &cp, err, sizeof err)) != NULL;
 	cp.max_windows = o->batch;
 	cp.max_tokens = o->batch * o->seq_len;
-	winnow_ctx_t *ctx = winnow_ctx_new(m, &cp, err, sizeof err);
 	cp.profile = 1;
 	winnow_ctx_t *pctx = o->gemm ? winnow_ctx_new(m, &cp, err, sizeof err) : NULL;
 	int32_t *ids = malloc((size_t)o->batch * o->seq_len * sizeof *ids);
 	winnow_window_t *w = calloc(o->batch, sizeof *w);
 	float *logits = malloc((size_t)o->batch * c->num_labels * sizeof *logits);
 	double *times = calloc(o->repeat, sizeof *times);
-	if (!ctx || (o->gemm && !pctx)) {
+	if (!parts_ok || (o->gemm && !pctx)) {
 		fprintf(stderr, "winnow: %s\n", err);
 		goto out_free;
 	}
@@ -171,12 +229,16 @@ static int bench_engine(const bench_opts_t *o)
 		w[b].ids = win;
 		w[b].n = o->seq_len;
 	}
+	parts[0].ctx = ctx;
+	for (unsigned i = 0; i < nparts; i++) {
+		parts[i].w = w + i * per;
+		parts[i].n = i + 1 < nparts ? per : o->batch - i * per;
+		parts[i].logits = logits + (size_t)i * per * c->num_labels;
+	}
 	for (unsigned r = 0; r < o->warmup + o->repeat; r++) {
 		double t0 = now_s();
-		if (winnow_ctx_forward(ctx, w, o->batch, logits, err, sizeof err)) {
-			fprintf(stderr, "winnow: %s\n", err);
+		if (run_parts(parts, nparts))
 			goto out_free;
-		}
 		if (r >= o->warmup)
 			times[r - o->warmup] = now_s() - t0;
 	}
@@ -201,10 +263,12 @@ static int bench_engine(const bench_opts_t *o)
 		gemm_share = (double)st.gemm_ns / (double)st.forward_ns;
 	}
 	if (o->json) {
-		printf("{\"seq_len\": %u, \"batch\": %u, \"repeat\": %u, \"threads\": %d, "
-		       "\"median_ms\": %.3f, \"p90_ms\": %.3f, \"tokens_per_s\": %.1f",
-		       o->seq_len, o->batch, o->repeat, openblas_get_num_threads(),
-		       med * 1e3, p90 * 1e3, tokens / med);
+		printf("{\"seq_len\": %u, \"batch\": %u, \"repeat\": %u, \"workers\": %u, \"threads\": %d, "
+		       "\"median_ms\": %.3f, \"p90_ms\": %.3f, \"tokens_per_s\": %.1f, \"memory_mb\": %.1f",
+		       o->seq_len, o->batch, o->repeat, nparts,
+		       nparts > 1 ? (int)nparts : openblas_get_num_threads(),
+		       med * 1e3, p90 * 1e3, tokens / med,
+		       (double)winnow_ctx_memory(ctx) * nparts / 1e6);
 		if (o->gemm)
 			printf(", \"gemm_gflops\": %.2f, \"sgemm_alone_gflops\": %.2f, \"gemm_share\": %.3f",
 			       engine_gflops, alone_gflops, gemm_share);
@@ -215,8 +279,9 @@ static int bench_engine(const bench_opts_t *o)
 		       c->num_layers, c->hidden_size);
 		printf("kernels: %s\n", winnow_kernels_name());
 		cli_print_blas(stdout);
-		printf("batch %u x %u tokens, %u repeats: median %.2f ms, p90 %.2f ms, %.0f tokens/s\n",
-		       o->batch, o->seq_len, o->repeat, med * 1e3, p90 * 1e3, tokens / med);
+		printf("batch %u x %u tokens, %u worker(s), %u repeats: median %.2f ms, p90 %.2f ms, %.0f tokens/s, activations %.1f MB\n",
+		       o->batch, o->seq_len, nparts, o->repeat, med * 1e3, p90 * 1e3,
+		       tokens / med, (double)winnow_ctx_memory(ctx) * nparts / 1e6);
 		if (o->gemm)
 			printf("gemm: %.1f GFLOP/s in the engine (%.0f%% of forward time), "
 			       "%.1f GFLOP/s OpenBLAS alone on the same shapes: %.0f%%\n",
@@ -230,6 +295,8 @@ out_free:
 	free(w);
 	free(ids);
 	winnow_ctx_destroy(pctx);
+	for (unsigned i = 1; i < nparts; i++)
+		winnow_ctx_destroy(parts[i].ctx);
 	winnow_ctx_destroy(ctx);
 	winnow_model_destroy(m);
 	return rc;
@@ -319,6 +386,7 @@ int cli_bench(int argc, char **argv)
 		{ "repeat", required_argument, NULL, 'r' },
 		{ "warmup", required_argument, NULL, 'w' },
 		{ "threads", required_argument, NULL, 't' },
+		{ "workers", required_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "gemm", no_argument, NULL, 'g' },
 		{ "help", no_argument, NULL, 'h' },
@@ -327,7 +395,7 @@ int cli_bench(int argc, char **argv)
 	bench_opts_t o = { .seq_len = 128, .batch = 1, .repeat = 10, .warmup = 2 };
 	const char *vocab_path = NULL;
 	int tokenizer = 0, c;
-	while ((c = getopt_long(argc, argv, "m:v:Ts:b:r:w:t:jgh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "m:v:Ts:b:r:w:t:W:jgh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o.model_path = optarg; break;
 		case 'v': vocab_path = optarg; break;
@@ -337,11 +405,14 @@ int cli_bench(int argc, char **argv)
 		case 'r': o.repeat = cli_parse_uint("--repeat", optarg, 1, 100000); break;
 		case 'w': o.warmup = cli_parse_uint("--warmup", optarg, 0, 100000); break;
 		case 't': o.threads = cli_parse_uint("--threads", optarg, 1, 256); break;
+		case 'W': o.workers = cli_parse_uint("--workers", optarg, 1, 64); break;
 		case 'j': o.json = 1; break;
 		case 'g': o.gemm = 1; break;
 		case 'h':
 			puts("usage: winnow bench --model FILE [--seq-len N] [--batch N] [--repeat N]\n"
-			     "                    [--warmup N] [--threads N] [--json] [--gemm]\n"
+			     "                    [--warmup N] [--threads N] [--workers N] [--json] [--gemm]\n"
+			     "  --workers N  split the batch over N threads, each with its own context\n"
+			     "               and single-threaded BLAS (winnowd's layout)\n"
 			     "       winnow bench --tokenizer (--model FILE | --vocab FILE) [--repeat N] FILE...");
 			return 0;
 		default: return 2;

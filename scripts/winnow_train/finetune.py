@@ -1,0 +1,256 @@
+"""Fine-tuning one (task, variant, seed) run (scripts/train.py's work),
+per PAPER.md 7: AdamW with linear warm-up and decay, batch 16, windows of
+at most 512 tokens, cross-entropy, pruning and Gumbel noise active in
+training, and the checkpoint with the lowest validation loss kept.
+
+The run directory holds state.pt (resumable state), best/ (the checkpoint
+directory of the lowest validation loss: pytorch_model.bin, config.json
+with the variant's winnow_* keys, vocab.txt), history.json, loss.png and,
+once finished, done.json (a second call then does nothing unless --force).
+"""
+
+import dataclasses
+import os
+import random
+import shutil
+import sys
+import time
+from typing import List, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import batching, paths, plots, progress, runstate, splits, tasks
+from .mlm import Shape
+from .model import classifier_from_encoder, lr_factor, parameter_count, seconds
+from .tokens import TokenStore
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from winnow_ref import checkpoint as ref_checkpoint  # noqa: E402
+from winnow_ref.config import WinnowConfig  # noqa: E402
+
+
+def run_dir(root: str, task: str, variant: str, seed: int) -> str:
+    return os.path.join(root, task, variant, f"seed{seed}")
+
+
+def task_windows(store: TokenStore, rows, task: tasks.Task, width: int, policy: str,
+                 limit: int = 0) -> Tuple[List[np.ndarray], List[int], List[str]]:
+    """(windows, label indices, document ids) of a split's rows."""
+    label_index = {name: i for i, name in enumerate(task.labels)}
+    wins, ys, docs = [], [], []
+    for doc_id, label in rows[:limit] if limit else rows:
+        y = label_index[task.label_of(label)]
+        for w in batching.split_windows(store.get(doc_id), width, policy, min_len=16):
+            wins.append(w)
+            ys.append(y)
+            docs.append(doc_id)
+    return wins, ys, docs
+
+
+def limited_rows(rows, limit: int, seed: int):
+    """At most `limit` rows, stratified-ish (a seeded sample), for quick runs."""
+    if not limit or limit >= len(rows):
+        return rows
+    r = random.Random(seed)
+    return sorted(r.sample(rows, limit))
+
+
+def evaluate(model, wins, ys, batch_size, cls_id, sep_id) -> Tuple[float, float]:
+    """Mean cross-entropy and accuracy over windows, in eval mode."""
+    model.eval()
+    total, correct = 0.0, 0
+    with torch.no_grad():
+        for idx in batching.sequential_batches([len(w) for w in wins], batch_size):
+            ids, mask = batching.pad_windows([wins[i] for i in idx], cls_id, sep_id)
+            y = torch.tensor([ys[i] for i in idx])
+            logits = model(ids, mask)
+            total += float(F.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(dim=1) == y).sum())
+    model.train()
+    return total / max(1, len(wins)), correct / max(1, len(wins))
+
+
+def build_config(args, task: tasks.Task, variant: tasks.Variant, vocab_size: int):
+    """The classifier's configuration: the encoder's shape, the task's
+    labels, the variant's method settings."""
+    if args.encoder:
+        enc = WinnowConfig.from_json_file(os.path.join(args.encoder, "config.json"))
+        shape = Shape(enc.num_hidden_layers, enc.hidden_size, enc.num_attention_heads,
+                      enc.intermediate_size, enc.max_position_embeddings)
+    else:
+        shape = Shape(args.layers, args.hidden, args.heads, args.intermediate,
+                      args.max_position)
+    over = variant.config_overrides(shape.layers)
+    return shape, shape.config(vocab_size, labels=task.labels,
+                               hidden_dropout_prob=args.dropout,
+                               attention_probs_dropout_prob=args.attention_dropout,
+                               max_seq_len=args.max_seq_len, **over)
+
+
+def run(args) -> int:
+    torch.set_num_threads(args.threads)
+    task = tasks.TASKS[args.task]
+    variant = tasks.VARIANTS[args.variant]
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    done_path = os.path.join(out, "done.json")
+    if os.path.isfile(done_path) and not args.force:
+        progress.log(f"train: {out} is finished (done.json); --force to train again")
+        return 0
+    if args.force:
+        for name in ("state.pt", "done.json", "history.json"):
+            if os.path.exists(os.path.join(out, name)):
+                os.remove(os.path.join(out, name))
+
+    vocab = ref_checkpoint.read_vocab(args.vocab)
+    _, cls_id, sep_id, _ = batching.special_ids(vocab)
+    shape, cfg = build_config(args, task, variant, len(vocab))
+    width = cfg.window_len - 2
+    store = TokenStore.load(os.path.join(paths.data_dir(task.corpus, args.data_root), "tokens.npz"))
+    manifests = splits.read_all(args.splits_dir, task.corpus)
+    train_rows = limited_rows(manifests["train"], args.max_train_docs, args.seed)
+    val_rows = limited_rows(manifests["validation"], args.max_val_docs, args.seed)
+    train_w, train_y, _ = task_windows(store, train_rows, task, width, task.train_windows)
+    val_w, val_y, _ = task_windows(store, val_rows, task, width, task.train_windows)
+
+    encoder = None
+    if args.encoder:
+        encoder = ref_checkpoint.load_state(os.path.join(args.encoder, "pytorch_model.bin"))
+    model = classifier_from_encoder(cfg, encoder, args.seed)
+    model.train()
+    decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n or ".ln_" in n)]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n or ".ln_" in n]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+    steps_per_epoch = -(-len(train_w) // args.batch_size)
+    max_steps = args.epochs * steps_per_epoch
+    budget = runstate.Budget(max_steps, args.max_minutes)
+    step, epoch, cursor = 0, 0, 0
+    best = {"val_loss": float("inf")}
+    history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_acc": []}
+
+    state_path = os.path.join(out, "state.pt")
+    st = runstate.load_state(state_path)
+    if st is not None:
+        if st["config"] != cfg.to_dict():
+            raise SystemExit(f"train: '{state_path}' belongs to another configuration; "
+                             f"use --force to start over")
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step, epoch, cursor = st["step"], st["epoch"], st["cursor"]
+        history, best = st["history"], st["best"]
+        budget.elapsed = st["elapsed"]
+        runstate.set_rng_state(st["rng"])
+        progress.log(f"train: resuming {out} at step {step} (epoch {epoch})")
+    else:
+        random.seed(args.seed)
+        np.random.seed(args.seed)
+
+    progress.log(f"train: {task.name}/{variant.name}/seed{args.seed}: "
+                 f"{len(train_rows)} documents -> {len(train_w)} windows "
+                 f"({task.train_windows}), validation {len(val_w)} windows; "
+                 f"{shape.layers}x{shape.hidden}, {parameter_count(model) / 1e6:.1f}M "
+                 f"parameters, p={cfg.keep_ratio} fuzzy={cfg.fuzzy}/{cfg.fuzzy_mode} "
+                 f"P={cfg.combine_layer}; {args.epochs} epochs = {max_steps} steps, "
+                 f"budget {args.max_minutes or '-'} min")
+
+    def save_state():
+        runstate.save_state(state_path, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
+            "epoch": epoch, "cursor": cursor, "history": history, "best": best,
+            "elapsed": budget.elapsed, "rng": runstate.rng_state(),
+            "config": cfg.to_dict()})
+
+    def validate():
+        vl, va = evaluate(model, val_w, val_y, args.eval_batch_size, cls_id, sep_id)
+        history["val_step"].append(step)
+        history["val_loss"].append(vl)
+        history["val_acc"].append(va)
+        if vl < best["val_loss"]:
+            best.update(val_loss=vl, val_acc=va, step=step, epoch=epoch)
+            tmp = os.path.join(out, "best.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            ref_checkpoint.save_checkpoint(tmp, cfg, {k: v.detach().clone() for k, v in
+                                                      model.state_dict().items()}, vocab)
+            shutil.rmtree(os.path.join(out, "best"), ignore_errors=True)
+            os.replace(tmp, os.path.join(out, "best"))
+        plot()
+        return vl, va
+
+    def plot():
+        plots.loss_curve(os.path.join(out, "loss.png"),
+                         f"{task.name} / {variant.name} / seed {args.seed}",
+                         history["step"], history["loss"], history["val_step"],
+                         history["val_loss"])
+
+    lengths = [len(w) for w in train_w]
+    cpu0, wall0 = runstate.cpu_seconds(), time.monotonic()
+    steps0 = step
+    last_save = budget.elapsed
+    pb = progress.bar(total=max_steps, initial=step, desc=f"train {task.name}/{variant.name}",
+                      unit="step")
+    budget.start()
+    batches, batches_epoch = None, None
+    while not budget.done(step):
+        if batches_epoch != epoch:
+            batches = batching.bucketed_batches(lengths, args.batch_size,
+                                                random.Random(args.seed * 1000 + epoch))
+            batches_epoch = epoch
+        if cursor >= len(batches):
+            epoch, cursor = epoch + 1, 0
+            vl, va = validate()
+            pb.write(f"train: epoch {epoch}: validation loss {vl:.4f}, accuracy {va:.4f}")
+            save_state()
+            budget.tick()
+            continue
+        idx = batches[cursor]
+        ids, mask = batching.pad_windows([train_w[i] for i in idx], cls_id, sep_id)
+        y = torch.tensor([train_y[i] for i in idx])
+        for g in opt.param_groups:
+            g["lr"] = args.lr * lr_factor(budget.progress(step), args.warmup)
+        loss = F.cross_entropy(model(ids, mask), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        cursor += 1
+        history["step"].append(step)
+        history["loss"].append(float(loss))
+        budget.tick()
+        pb.update()
+        pb.set_postfix_str(f"loss {float(loss):.3f} ep {epoch} {seconds(budget.elapsed)}",
+                           refresh=False)
+        if args.eval_every and step % args.eval_every == 0:
+            vl, va = validate()
+            pb.write(f"train: step {step}: validation loss {vl:.4f}, accuracy {va:.4f}")
+            budget.tick()
+        if budget.elapsed - last_save >= args.checkpoint_minutes * 60:
+            save_state()
+            last_save = budget.elapsed
+            budget.tick()
+    pb.close()
+    if not history["val_step"] or history["val_step"][-1] != step:
+        validate()
+        budget.tick()
+    save_state()
+    runstate.write_json(os.path.join(out, "history.json"), history)
+    summary = {
+        "task": task.name, "variant": variant.name, "seed": args.seed,
+        "variant_settings": dataclasses.asdict(variant), "config": cfg.to_dict(),
+        "encoder": args.encoder, "train_documents": len(train_rows),
+        "train_windows": len(train_w), "validation_windows": len(val_w),
+        "steps": step, "epochs_done": epoch + cursor / max(1, steps_per_epoch),
+        "training_seconds": budget.elapsed,
+        "seconds_per_step_this_session": (time.monotonic() - wall0) / max(1, step - steps0),
+        "cpu_seconds_this_session": runstate.cpu_seconds() - cpu0,
+        "best": best, "lr": args.lr, "batch_size": args.batch_size,
+        "parameters": parameter_count(model)}
+    runstate.write_json(done_path, summary)
+    progress.log(f"train: {task.name}/{variant.name}/seed{args.seed}: {step} steps in "
+                 f"{seconds(budget.elapsed)}; best validation loss {best['val_loss']:.4f} "
+                 f"(accuracy {best.get('val_acc', 0):.4f}, step {best.get('step')}) -> "
+                 f"{os.path.join(out, 'best')}")
+    return 0
