@@ -15,6 +15,8 @@
  */
 #include "encoder_internal.h"
 
+#include "check_main.h"
+
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,9 +128,5 @@ int main(void)
 	tcase_add_test(tc, hand_computed_m2_r3_d4);
 	tcase_add_test(tc, an_empty_group_adds_only_the_output_bias);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return winnow_check_run(s);
 }

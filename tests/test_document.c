@@ -4,6 +4,8 @@
  */
 #include "winnow_model.h"
 
+#include "check_main.h"
+
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
@@ -143,9 +145,5 @@ int main(void)
 	tcase_add_test(tc, mean_and_max_aggregation);
 	tcase_add_test(tc, retained_tokens_merge_by_score);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return winnow_check_run(s);
 }

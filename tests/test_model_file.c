@@ -7,6 +7,8 @@
  */
 #include "winnow_model.h"
 
+#include "check_main.h"
+
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -561,9 +563,5 @@ static Suite *model_file_suite(void)
 
 int main(void)
 {
-	SRunner *sr = srunner_create(model_file_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return winnow_check_run(model_file_suite());
 }

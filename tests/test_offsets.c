@@ -1,6 +1,8 @@
 /* test_offsets.c: commit points are the lowest unfinished offset. */
 #include "offsets.h"
 
+#include "check_main.h"
+
 #include <check.h>
 #include <stdlib.h>
 
@@ -86,9 +88,5 @@ int main(void)
 	tcase_add_test(tc, revoked_partitions_ignore_late_finishes);
 	tcase_add_test(tc, ring_grows_and_wraps);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return winnow_check_run(s);
 }

@@ -12,6 +12,8 @@
  */
 #include "winnow_pipeline.h"
 
+#include "check_main.h"
+
 #include <check.h>
 #include <math.h>
 #include <pthread.h>
@@ -329,9 +331,5 @@ int main(void)
 	tcase_add_test(tc, a_full_pipeline_pushes_back);
 	tcase_add_test(tc, stop_without_drain_still_answers_everything);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return winnow_check_run(s);
 }

@@ -13,6 +13,8 @@
  */
 #include "prune.h"
 
+#include "check_main.h"
+
 #include <check.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,9 +213,5 @@ int main(void)
 	tcase_add_test(tc, cls_and_sep_never_leave);
 	tcase_add_test(tc, keep_ratio_one_prunes_nothing);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return winnow_check_run(s);
 }
