@@ -23,9 +23,24 @@ Two forward paths (--forward):
 Before timing, both paths are checked to give the same logits on a short
 slice of the input, so "plain" cannot drift from the reference.
 
-Example:
+The model is a checkpoint directory (--checkpoint) or a .wnn file (--model:
+the very file `winnow bench` runs, read through the validating reader, so
+both sides run the same variant of the method). --variant overrides the
+method's settings of either (the config's winnow_* keys), e.g.
+  --variant keep_ratio=0.9,fuzzy=false
+  --variant keep_ratio=0.9,fuzzy_mode=within
+  --variant keep_ratio=0.9,combine_layer=6,combine_tokens=8
+  --variant combine_layer=none,pooling=mean
+A pruned or combining variant needs --forward reference: the reference masks
+pruned tokens (they stay in every tensor) where the engine drops them. In
+that mode the JSON also carries kept_mean, the mean over the windows of
+|K_0|..|K_P| (PAPER.md 2) in the last timed call.
+
+Examples:
   /usr/bin/python3 scripts/bench_torch.py --checkpoint /tmp/ck \\
       --seq-len 128 --batch 8 --repeat 10 --warmup 2 --threads 2 --json
+  /usr/bin/python3 scripts/bench_torch.py --model /tmp/pfc6.wnn \\
+      --forward reference --seq-len 512 --batch 1 --repeat 3 --json
 """
 
 import argparse
@@ -40,7 +55,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from winnow_ref import checkpoint  # noqa: E402
+from winnow_ref import checkpoint, config, wnn  # noqa: E402
 
 CLS_ID = 101  # BERT's, used when the vocabulary lacks the token
 SEP_ID = 102
@@ -48,13 +63,55 @@ FIRST_WORD_ID = 1000  # below: [PAD], [unusedN], specials, single characters
 
 FORWARDS = ("plain", "reference")
 
+# --variant keys: WinnowConfig fields, each with its parser.
+VARIANT_KEYS = ("keep_ratio", "fuzzy", "fuzzy_mode", "combine_layer",
+                "combine_tokens", "pooling")
+
+
+def parse_variant(spec: str) -> dict:
+    """"key=value,..." -> WinnowConfig.with_overrides keywords; raises
+    ValueError naming the bad item."""
+    out = {}
+    for item in filter(None, (x.strip() for x in spec.split(","))):
+        key, sep, value = item.partition("=")
+        key, value = key.strip().replace("-", "_"), value.strip()
+        if not sep or key not in VARIANT_KEYS:
+            raise ValueError(f"'{item}' is not KEY=VALUE with KEY one of "
+                             f"{', '.join(VARIANT_KEYS)}")
+        try:
+            if key == "keep_ratio":
+                out[key] = float(value)
+            elif key == "fuzzy":
+                if value.lower() not in ("true", "on", "1", "false", "off", "0"):
+                    raise ValueError
+                out[key] = value.lower() in ("true", "on", "1")
+            elif key == "combine_layer":
+                # -1: with_overrides' spelling of "no combining module"
+                out[key] = -1 if value.lower() in ("none", "null", "off") else int(value)
+            elif key == "combine_tokens":
+                out[key] = int(value)
+            else:
+                choices = config.FUZZY_MODES if key == "fuzzy_mode" else config.POOLINGS
+                if value not in choices:
+                    raise ValueError
+                out[key] = value
+        except ValueError:
+            raise ValueError(f"bad value in '{item}'") from None
+    return out
+
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--checkpoint", required=True, metavar="DIR",
-                    help="checkpoint directory (pytorch_model.bin, config.json, vocab.txt)")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", metavar="DIR",
+                     help="checkpoint directory (pytorch_model.bin, config.json, vocab.txt)")
+    src.add_argument("--model", metavar="FILE",
+                     help="a .wnn model file instead, with its own variant settings")
+    ap.add_argument("--variant", metavar="KEY=VALUE,...",
+                    help="override the method's settings: " + ", ".join(VARIANT_KEYS)
+                         + " (combine_layer=none removes the combining module); see above")
     ap.add_argument("--seq-len", type=int, default=128, metavar="N",
                     help="tokens per window, [CLS] and [SEP] included (default 128)")
     ap.add_argument("--batch", type=int, default=1, metavar="B",
@@ -79,7 +136,25 @@ def parse_args(argv=None):
         ap.error("--seq-len must be at least 2 ([CLS] and [SEP])")
     if args.warmup < 0:
         ap.error("--warmup must not be negative")
+    try:
+        args.overrides = parse_variant(args.variant or "")
+    except ValueError as e:
+        ap.error(f"--variant: {e}")
     return args
+
+
+def load_model(args):
+    """(model in eval mode, vocabulary) from --checkpoint or --model, with
+    --variant's overrides applied."""
+    if args.checkpoint:
+        ckpt = checkpoint.load_checkpoint(args.checkpoint)
+        cfg, state, vocab = ckpt.config, ckpt.state, ckpt.vocab
+    else:
+        m = wnn.read_wnn(args.model)
+        cfg, vocab = m.config, m.vocab
+        state = {k: torch.from_numpy(v) for k, v in m.checkpoint_state().items()}
+    cfg = cfg.with_overrides(**args.overrides).validate()
+    return checkpoint.build_model(cfg, state), vocab
 
 
 def bench_ids(seq_len: int, batch: int, vocab_size: int,
@@ -176,16 +251,17 @@ def quantile(sorted_values, q: float) -> float:
 def main(argv=None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    source = args.checkpoint or args.model
     try:
-        ckpt = checkpoint.load_checkpoint(args.checkpoint)
-        model = checkpoint.build_model(ckpt.config, ckpt.state)
+        model, vocab = load_model(args)
     except (OSError, ValueError, KeyError) as e:
-        print(f"bench_torch: cannot load '{args.checkpoint}': {e}", file=sys.stderr)
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"bench_torch: cannot load '{source}': {msg}", file=sys.stderr)
         return 1
     # The engine takes [CLS] and [SEP] from the model file's vocabulary.
-    vocab = {tok: i for i, tok in enumerate(ckpt.vocab)}
+    vocab = {tok: i for i, tok in enumerate(vocab)}
     cls_id, sep_id = vocab.get("[CLS]", CLS_ID), vocab.get("[SEP]", SEP_ID)
-    del ckpt, vocab  # the model holds its own copy of the weights
+    del vocab  # the model holds its own copy of the weights
     cfg = model.config
     if not 2 <= args.seq_len <= cfg.window_len:
         print(f"bench_torch: --seq-len must be in 2..{cfg.window_len} for this model",
@@ -206,12 +282,14 @@ def main(argv=None) -> int:
                 return plain_forward(model, ids, mask)
         else:
             def forward():
-                return model(ids, mask)
+                # The details cost nothing extra: forward() computes the
+                # kept sets and scores either way.
+                return model(ids, mask, return_details=True)
 
         times = []
         for r in range(args.warmup + args.repeat):
             t0 = time.perf_counter()
-            forward()
+            out = forward()
             if r >= args.warmup:
                 times.append(time.perf_counter() - t0)
     times.sort()
@@ -222,7 +300,14 @@ def main(argv=None) -> int:
         "threads": torch.get_num_threads(), "forward": args.forward,
         "median_ms": round(med * 1e3, 3), "p90_ms": round(p90 * 1e3, 3),
         "tokens_per_s": round(tokens / med, 1), "torch": torch.__version__,
+        "variant": {"keep_ratio": cfg.keep_ratio, "fuzzy": cfg.fuzzy,
+                    "fuzzy_mode": cfg.fuzzy_mode, "combine_layer": cfg.combine_layer,
+                    "combine_tokens": cfg.num_combine_tokens,
+                    "pooling": cfg.head_pooling},
     }
+    if args.forward == "reference":
+        # |K_l| per window, l = 0..P, averaged over the batch.
+        result["kept_mean"] = [round(float(k.sum()) / args.batch, 3) for k in out.kept]
     result.update(blas_in_use())
     if args.json:
         print(json.dumps(result))
@@ -233,6 +318,9 @@ def main(argv=None) -> int:
         print(f"batch {args.batch} x {args.seq_len} tokens, {args.repeat} repeats, "
               f"{args.forward} forward: median {med * 1e3:.2f} ms, "
               f"p90 {p90 * 1e3:.2f} ms, {tokens / med:.0f} tokens/s")
+        if "kept_mean" in result:
+            print("kept tokens per window, K_0..K_P: "
+                  + " ".join(f"{k:g}" for k in result["kept_mean"]))
     return 0
 
 
