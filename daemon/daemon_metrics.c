@@ -150,7 +150,7 @@ void winnow_daemon_metrics_dropped(winnow_daemon_metrics_t *m)
 
 void winnow_daemon_metrics_pipeline(winnow_daemon_metrics_t *m,
 				    const winnow_pipeline_stats_t *st,
-				    size_t held)
+				    size_t held, size_t in_flight)
 {
 	winnow_metric_inc(m->tokens_seen, NULL, (double)(st->tokens_seen - m->last.tokens_seen));
 	winnow_metric_inc(m->tokens_kept, NULL, (double)(st->tokens_kept - m->last.tokens_kept));
@@ -160,8 +160,7 @@ void winnow_daemon_metrics_pipeline(winnow_daemon_metrics_t *m,
 	winnow_metric_inc(m->batch_tokens, NULL,
 			  (double)(st->batch_tokens - m->last.batch_tokens));
 	m->last = *st;
-	winnow_metric_set(m->in_flight, NULL,
-			  (double)(st->submitted - st->completed + held));
+	winnow_metric_set(m->in_flight, NULL, (double)in_flight);
 	winnow_metric_set(m->depth, "consumer-held", (double)held);
 	winnow_metric_set(m->depth, "prep", st->depth_prep);
 	winnow_metric_set(m->depth, "encode", st->depth_encode);
@@ -174,4 +173,12 @@ void winnow_daemon_metrics_lag(winnow_daemon_metrics_t *m, int32_t partition,
 	char p[16];
 	snprintf(p, sizeof p, "%d", (int)partition);
 	winnow_metric_set(m->lag, p, (double)lag);
+}
+
+void winnow_daemon_metrics_lag_forget(winnow_daemon_metrics_t *m,
+				      int32_t partition)
+{
+	char p[16];
+	snprintf(p, sizeof p, "%d", (int)partition);
+	winnow_metric_remove(m->lag, p);
 }

@@ -42,12 +42,16 @@ void winnow_daemon_metrics_classified(winnow_daemon_metrics_t *m,
 void winnow_daemon_metrics_dead_letter(winnow_daemon_metrics_t *m,
 				       const char *reason);
 void winnow_daemon_metrics_dropped(winnow_daemon_metrics_t *m);
-/* Main thread: queue depths and token/batch counters from the pipeline. */
+/* Main thread: queue depths and token/batch counters from the pipeline;
+ * in_flight counts documents consumed and not yet acknowledged. */
 void winnow_daemon_metrics_pipeline(winnow_daemon_metrics_t *m,
 				    const winnow_pipeline_stats_t *st,
-				    size_t held);
+				    size_t held, size_t in_flight);
 void winnow_daemon_metrics_lag(winnow_daemon_metrics_t *m, int32_t partition,
 			       int64_t lag);
+/* A revoked partition's lag series goes away. */
+void winnow_daemon_metrics_lag_forget(winnow_daemon_metrics_t *m,
+				      int32_t partition);
 /* Label names of the model, for the classified counter. */
 void winnow_daemon_metrics_labels(winnow_daemon_metrics_t *m,
 				  const char *const *labels, uint32_t n);

@@ -52,6 +52,11 @@ typedef struct {
 	int32_t id;
 	int assigned;
 	uint32_t generation;
+	/* The partition's own message queue, detached from the consumer
+	 * queue: the loop takes from it only while the pipeline has room,
+	 * and librdkafka stops fetching when it holds
+	 * queued.max.messages.kbytes. Main thread only. */
+	rd_kafka_queue_t *queue;
 	int64_t end;               /* replay: stop before this offset */
 	int done;                  /* replay: reached end */
 } part_state_t;
@@ -75,7 +80,8 @@ typedef struct {
 
 	inflight_t **held;         /* consumed, not yet taken by the pipeline */
 	size_t n_held, cap_held;
-	int paused;
+	int paused;                /* in flight reached pause_at, not yet resume_at */
+	size_t next_part;          /* round robin over the partition queues */
 	int stopping;
 
 	uint64_t produced_ok, dead_lettered, dropped, delivery_failures;
@@ -188,6 +194,13 @@ static rd_kafka_resp_err_t produce(kio_t *k, inflight_t *f)
 				RD_KAFKA_V_END);
 			if (err)
 				rd_kafka_headers_destroy(h);
+		}
+		if (err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE && !f->value &&
+		    !f->omit_value) {
+			/* The dead letter goes out without the value rather
+			 * than not at all (headers say so). */
+			f->omit_value = 1;
+			continue;
 		}
 		if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			return err;
@@ -369,6 +382,57 @@ static void drop_held_of(kio_t *k, int32_t partition)
 	k->n_held = j;
 }
 
+/*
+ * Detaches the assigned partitions' queues from the consumer queue (after
+ * an assign): their messages then wait in librdkafka, bounded, until the
+ * loop has room for them, instead of pausing and resuming partitions, which
+ * drops prefetched data and resumes only when the outstanding fetch
+ * returns. Main thread only.
+ */
+static void attach_queues(kio_t *k, const rd_kafka_topic_partition_list_t *parts)
+{
+	for (int i = 0; i < parts->cnt; i++) {
+		part_state_t *p = part_get(k, parts->elems[i].partition, 0);
+		if (!p || p->queue)
+			continue;
+		p->queue = rd_kafka_queue_get_partition(k->consumer, parts->elems[i].topic,
+							parts->elems[i].partition);
+		if (p->queue)
+			rd_kafka_queue_forward(p->queue, NULL);
+	}
+}
+
+static void detach_queue(part_state_t *p)
+{
+	if (p && p->queue) {
+		rd_kafka_queue_destroy(p->queue);
+		p->queue = NULL;
+	}
+}
+
+static void handle_message(kio_t *k, rd_kafka_message_t *m);
+
+/* Takes up to `room` messages, one partition at a time in turn. */
+static size_t consume_partitions(kio_t *k, size_t room)
+{
+	size_t got = 0, idle = 0;
+	while (room && k->n_parts && idle < k->n_parts) {
+		part_state_t *p = &k->parts[k->next_part++ % k->n_parts];
+		rd_kafka_message_t *m = p->assigned && p->queue
+					? rd_kafka_consume_queue(p->queue, 0) : NULL;
+		if (!m) {
+			idle++;
+			continue;
+		}
+		int is_error = m->err != RD_KAFKA_RESP_ERR_NO_ERROR;
+		idle = 0;
+		handle_message(k, m); /* takes m */
+		if (!is_error)
+			room--, got++;
+	}
+	return got;
+}
+
 static void handle_message(kio_t *k, rd_kafka_message_t *m)
 {
 	if (m->err) {
@@ -449,8 +513,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			log_error("consumer: assign failed: %s", rd_kafka_error_string(e));
 			rd_kafka_error_destroy(e);
 		}
-		if (k->paused)
-			rd_kafka_pause_partitions(rk, parts);
+		attach_queues(k, parts);
 		log_info("consumer: assigned %d partition(s) of '%s'", parts->cnt,
 			 k->input_topic);
 		winnow_daemon_metrics_assigned(k->metrics, 1);
@@ -466,10 +529,13 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			if (p) {
 				p->assigned = 0;
 				p->generation++;
+				detach_queue(p);
 			}
 			winnow_offsets_revoke(k->offsets, parts->elems[i].partition);
 		}
 		pthread_mutex_unlock(&k->assign_lock);
+		for (int i = 0; i < parts->cnt; i++)
+			winnow_daemon_metrics_lag_forget(k->metrics, parts->elems[i].partition);
 		for (int i = 0; i < parts->cnt; i++)
 			drop_held_of(k, parts->elems[i].partition);
 		if (cooperative) {
@@ -556,8 +622,10 @@ static int make_clients(kio_t *k, char *errstr, size_t errstr_size)
 	    (!has_property(c, "acks") && conf_set(pc, "acks", "all", errstr, errstr_size)) ||
 	    (!has_property(c, "message.timeout.ms") &&
 	     conf_set(pc, "message.timeout.ms", "0", errstr, errstr_size)) ||
+	    /* The broker decides what it takes: a dead letter carries the
+	     * input's value, which may exceed any local cap. */
 	    (!has_property(c, "message.max.bytes") &&
-	     conf_set(pc, "message.max.bytes", max_bytes, errstr, errstr_size)) ||
+	     conf_set(pc, "message.max.bytes", "1000000000", errstr, errstr_size)) ||
 	    (!has_property(c, "linger.ms") && conf_set(pc, "linger.ms", "5", errstr, errstr_size))) {
 		rd_kafka_conf_destroy(pc);
 		return -1;
@@ -587,6 +655,9 @@ static int make_clients(kio_t *k, char *errstr, size_t errstr_size)
 	     conf_set(cc, "auto.offset.reset", "earliest", errstr, errstr_size)) ||
 	    (!has_property(c, "fetch.message.max.bytes") &&
 	     conf_set(cc, "fetch.message.max.bytes", max_bytes, errstr, errstr_size)) ||
+	    /* Prefetch per partition queue; librdkafka's default is 64 MB. */
+	    (!has_property(c, "queued.max.messages.kbytes") &&
+	     conf_set(cc, "queued.max.messages.kbytes", "8192", errstr, errstr_size)) ||
 	    (k->replay && (conf_set(cc, "enable.auto.commit", "false", errstr, errstr_size) ||
 			   conf_set(cc, "enable.partition.eof", "true", errstr, errstr_size)))) {
 		rd_kafka_conf_destroy(cc);
@@ -641,14 +712,28 @@ static int replay_assign(kio_t *k, char *errstr, size_t errstr_size)
 		rd_kafka_topic_partition_list_t *q = rd_kafka_topic_partition_list_new(2);
 		if (r->from_time_ms >= 0)
 			rd_kafka_topic_partition_list_add(q, r->topic, id)->offset = r->from_time_ms;
-		if (q->cnt && !rd_kafka_offsets_for_times(k->consumer, q, 10000))
+		if (q->cnt) {
+			err = rd_kafka_offsets_for_times(k->consumer, q, 10000);
+			if (err || q->elems[0].err) {
+				snprintf(errstr, errstr_size, "cannot look up --from-time in '%s'[%d]: %s",
+					 r->topic, id, rd_kafka_err2str(err ? err : q->elems[0].err));
+				rd_kafka_topic_partition_list_destroy(q);
+				goto out_fail;
+			}
 			start = q->elems[0].offset < 0 ? hi : q->elems[0].offset;
+		}
 		rd_kafka_topic_partition_list_destroy(q);
 		if (r->to_time_ms >= 0) {
 			q = rd_kafka_topic_partition_list_new(1);
 			rd_kafka_topic_partition_list_add(q, r->topic, id)->offset = r->to_time_ms;
-			if (!rd_kafka_offsets_for_times(k->consumer, q, 10000) &&
-			    q->elems[0].offset >= 0 && q->elems[0].offset < end)
+			err = rd_kafka_offsets_for_times(k->consumer, q, 10000);
+			if (err || q->elems[0].err) {
+				snprintf(errstr, errstr_size, "cannot look up --to-time in '%s'[%d]: %s",
+					 r->topic, id, rd_kafka_err2str(err ? err : q->elems[0].err));
+				rd_kafka_topic_partition_list_destroy(q);
+				goto out_fail;
+			}
+			if (q->elems[0].offset >= 0 && q->elems[0].offset < end)
 				end = q->elems[0].offset;
 			rd_kafka_topic_partition_list_destroy(q);
 		}
@@ -679,6 +764,7 @@ static int replay_assign(kio_t *k, char *errstr, size_t errstr_size)
 			 rd_kafka_err2str(err));
 		goto out_fail;
 	}
+	attach_queues(k, l);
 	rd_kafka_topic_partition_list_destroy(l);
 	return active;
 out_fail:
@@ -775,7 +861,8 @@ static void update_gauges(kio_t *k)
 {
 	winnow_pipeline_stats_t st;
 	winnow_pipeline_stats(k->pipe, &st);
-	winnow_daemon_metrics_pipeline(k->metrics, &st, k->n_held);
+	winnow_daemon_metrics_pipeline(k->metrics, &st, k->n_held,
+				       winnow_offsets_open(k->offsets, -1));
 	if (k->replay)
 		return;
 	rd_kafka_topic_partition_list_t *a = NULL;
@@ -810,7 +897,10 @@ int winnow_kafka_run(winnow_config_t *cfg, const char *config_path,
 	k.output_topic = replay && replay->output_topic ? replay->output_topic
 						      : cfg->kafka.output;
 	k.offsets = winnow_offsets_new();
-	k.metrics = winnow_daemon_metrics_new(cfg->http.listen, err, sizeof err);
+	/* A replay runs beside the live daemon, often with its config: it
+	 * serves no endpoint of its own. */
+	k.metrics = winnow_daemon_metrics_new(replay ? "" : cfg->http.listen,
+					      err, sizeof err);
 	if (!k.offsets || !k.metrics) {
 		log_error("%s", k.metrics ? "out of memory" : err);
 		goto out;
@@ -868,12 +958,21 @@ int winnow_kafka_run(winnow_config_t *cfg, const char *config_path,
 		rd_kafka_poll(k.producer, 0);
 		if (k.n_held)
 			submit_held(&k, 5);
-		uint32_t flight = winnow_pipeline_in_flight(k.pipe) + (uint32_t)k.n_held;
-		if (!k.paused && (k.n_held || flight >= cfg->pipeline.pause_at))
-			set_paused(&k, 1);
-		else if (k.paused && !k.n_held && flight <= cfg->pipeline.resume_at)
-			set_paused(&k, 0);
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(k.consumer, k.n_held ? 1 : 10);
+		/* Until its record is acknowledged a document holds its consumed
+		 * message (and the fetch buffer behind it): count it. Taking
+		 * stops at pause_at and starts again at resume_at. */
+		size_t flight = winnow_offsets_open(k.offsets, -1) + k.n_held;
+		if (!k.paused && flight >= cfg->pipeline.pause_at)
+			k.paused = 1;
+		else if (k.paused && flight <= cfg->pipeline.resume_at)
+			k.paused = 0;
+		size_t got = 0;
+		if (!k.paused && !k.n_held)
+			got = consume_partitions(&k, cfg->pipeline.pause_at - flight);
+		/* Rebalances and errors arrive here; messages do not (their
+		 * partition queues are detached). */
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(k.consumer,
+							       got || k.n_held ? 0 : 5);
 		if (m)
 			handle_message(&k, m);
 
@@ -914,6 +1013,8 @@ out:
 	free(k.held);
 	if (k.pipe)
 		winnow_pipeline_stop(k.pipe, 0);
+	for (size_t i = 0; i < k.n_parts; i++)
+		detach_queue(&k.parts[i]);
 	if (k.consumer) {
 		if (!replay)
 			rd_kafka_consumer_close(k.consumer);

@@ -47,6 +47,10 @@ winnow_doc_status_t winnow_decode(winnow_decoder_t *d, const void *in,
 {
 	const unsigned char *p = in;
 	*out_len = 0;
+	if (in_len == 0) {
+		snprintf(reason, reason_size, "empty value (0 bytes)");
+		return WINNOW_DOC_EMPTY;
+	}
 	if (in_len < 4 || p[0] != 0x28 || p[1] != 0xB5 || p[2] != 0x2F ||
 	    p[3] != 0xFD) {
 		snprintf(reason, reason_size,

@@ -19,7 +19,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from winnow_train import mlm, paths  # noqa: E402
+from winnow_train import mlm, paths, procenv  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -73,4 +73,5 @@ def parse_args(argv=None):
 
 
 if __name__ == "__main__":
+    procenv.ensure()
     sys.exit(mlm.run(parse_args()))

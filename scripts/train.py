@@ -21,7 +21,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from winnow_train import finetune, mlm, paths, progress, tasks  # noqa: E402
+from winnow_train import finetune, mlm, paths, procenv, progress, tasks  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -119,4 +119,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    procenv.ensure()
     sys.exit(main())

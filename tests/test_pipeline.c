@@ -236,6 +236,7 @@ START_TEST(poison_documents_are_refused_with_reasons)
 		{ bomb, blen, WINNOW_DOC_TOO_LARGE, "cap of 1048576" },
 		{ bad_utf8, ulen, WINNOW_DOC_INVALID_UTF8, "invalid UTF-8 at byte 3" },
 		{ empty, elen, WINNOW_DOC_EMPTY, "empty document" },
+		{ "", 0, WINNOW_DOC_EMPTY, "empty value (0 bytes)" },
 		{ blank, blank_len, WINNOW_DOC_EMPTY, "no tokens" },
 		{ huge, 3 << 20, WINNOW_DOC_TOO_LARGE, "exceeds the input cap" },
 		{ z, zlen, WINNOW_DOC_OK, NULL },

@@ -123,7 +123,8 @@ def run(args) -> int:
     decay = [p for n, p in model.named_parameters() if not (n.endswith("bias") or "LayerNorm" in n or ".ln_" in n)]
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n or ".ln_" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr,
+                            foreach=True)
     steps_per_epoch = -(-len(train_w) // args.batch_size)
     max_steps = args.epochs * steps_per_epoch
     budget = runstate.Budget(max_steps, args.max_minutes)
@@ -211,7 +212,7 @@ def run(args) -> int:
         for g in opt.param_groups:
             g["lr"] = args.lr * lr_factor(budget.progress(step), args.warmup)
         loss = F.cross_entropy(model(ids, mask), y)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=False)  # reuse the gradient buffers (procenv.py)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

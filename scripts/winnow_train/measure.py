@@ -20,7 +20,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from winnow_train import batching, runstate  # noqa: E402
+from winnow_train import batching, procenv, runstate  # noqa: E402
 from winnow_train.mlm import Shape  # noqa: E402
 from winnow_train.model import BertForMaskedLM, TrainableWinnow, init_bert_weights  # noqa: E402
 
@@ -41,7 +41,7 @@ def time_case(shape: Shape, kind, batch, seq, over, steps, threads):
     model = BertForMaskedLM(cfg) if kind == "mlm" else TrainableWinnow(cfg)
     init_bert_weights(model)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=True)  # as training
     ids = torch.randint(batching.FIRST_REAL_TOKEN, 30522, (batch, seq))
     mask = torch.ones_like(ids)
     gen = torch.Generator().manual_seed(0)
@@ -88,4 +88,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    procenv.ensure()
     sys.exit(main())

@@ -54,7 +54,11 @@ def pretraining_windows(data_root: str, splits_dir: str, width: int, which: str,
     SOTU) or "validation" (validation splits)."""
     out = []
     for corpus in ("spamassassin", "brown"):
-        store = TokenStore.load(os.path.join(paths.data_dir(corpus, data_root), "tokens.npz"))
+        path = os.path.join(paths.data_dir(corpus, data_root), "tokens.npz")
+        if not os.path.isfile(path):
+            progress.log(f"pretrain: no prepared {corpus} ({path}), left out")
+            continue
+        store = TokenStore.load(path)
         for doc_id, _ in splits.read_manifest(splits_dir, corpus, which):
             out += batching.split_windows(store.get(doc_id), width, "all", min_len)
     if which == "train":
@@ -78,6 +82,8 @@ def run(args) -> int:
     width = args.seq_len - 2
 
     train = pretraining_windows(args.data_root, args.splits_dir, width, "train")
+    if not train:
+        raise SystemExit("pretrain: no training text; run scripts/prepare_data.py first")
     val_all = pretraining_windows(args.data_root, args.splits_dir, width, "validation")
     vrng = random.Random(1234)
     val = vrng.sample(val_all, min(args.val_windows, len(val_all)))
@@ -91,7 +97,7 @@ def run(args) -> int:
     no_decay = [p for n, p in model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, 0.98), eps=1e-6)
+                            lr=args.lr, betas=(0.9, 0.98), eps=1e-6, foreach=True)
     step, epoch, cursor = 0, 0, 0
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "tokens": 0}
     budget = runstate.Budget(args.max_steps, args.max_minutes)
@@ -167,7 +173,7 @@ def run(args) -> int:
         for g in opt.param_groups:
             g["lr"] = args.lr * lr_factor(budget.progress(step), args.warmup)
         loss, _ = model(ids, mask, labels)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=False)  # reuse the gradient buffers (procenv.py)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

@@ -33,7 +33,7 @@ def loss_curve(path: str, title: str, train_steps: List[int], train_loss: List[f
         ax.plot(train_steps, train_loss, color="tab:blue", alpha=0.25, lw=0.8)
         k = max(1, len(train_loss) // 40)
         ax.plot(train_steps, smooth(train_loss, k), color="tab:blue",
-                label=f"train (moving average of {k})")
+                label=f"train (moving average of {k} steps)" if k > 1 else "train")
     if val_loss:
         ax.plot(val_steps, val_loss, "o-", color="tab:red", label="validation")
     for name, (xs, ys) in (extra or {}).items():

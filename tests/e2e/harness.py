@@ -286,10 +286,10 @@ class Broker:
         if os.path.exists(addr_file):
             os.unlink(addr_file)
         spec = [f"{t}:{n}" for t, n in topics.items()]
-        self.err = open(h.path("broker.err"), "ab")
-        self.p = subprocess.Popen([h.broker_bin, "-b", str(brokers), "-f", addr_file, *spec],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self.err)
+        with open(h.path("broker.err"), "ab") as err:
+            self.p = subprocess.Popen([h.broker_bin, "-b", str(brokers), "-f", addr_file,
+                                       *spec], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=err)
         h._register(self.p)
         self.lines = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()

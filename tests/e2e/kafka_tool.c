@@ -181,6 +181,9 @@ static int cmd_produce(const char *brokers, const char *topic, const char *path)
 	produce_state_t st = { 0 };
 	rd_kafka_conf_t *c = rd_kafka_conf_new();
 	set(c, "acks", "all");
+	/* Without idempotence a retry after an injected Produce error can
+	 * write a document twice, and the tests would blame winnowd. */
+	set(c, "enable.idempotence", "true");
 	set(c, "linger.ms", "5");
 	set(c, "message.max.bytes", "16000000");
 	set(c, "queue.buffering.max.messages", "1000000");

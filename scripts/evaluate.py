@@ -1,0 +1,80 @@
+#!/usr/bin/python3
+"""Evaluate trained runs on the test split through the C engine, and write
+the results page (docs/results.md and its plots).
+
+For every (task, variant, seed) run that scripts/train.py has finished:
+export its best checkpoint to RUN/model.wnn, classify every test document
+with `winnow classify --trace` (the engine's tokenizer, windows and
+pruning), and report accuracy, macro-F1 and micro-F1, the engine's
+throughput and the tokens entering each layer. --torch-check documents,
+spread over the test split, are also classified by the PyTorch reference;
+the table shows on how many the two gave the same label (PAPER.md 8: only
+a near-tie of two importance scores may differ) and the largest
+probability difference. Runs not trained yet are left out (and named).
+
+Examples:
+  /usr/bin/python3 scripts/evaluate.py --task spam2 --variant bert,ours-PFC-P3 --seed 1
+  /usr/bin/python3 scripts/evaluate.py --task all --variant all --seed 1,2,3
+"""
+
+import argparse
+import os
+import shlex
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from winnow_train import evaluation, paths, procenv, tasks  # noqa: E402
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap.add_argument("--task", default="all", help="comma-separated tasks or 'all' (default all)")
+    ap.add_argument("--variant", default="all", help="comma-separated variants or 'all' (default all)")
+    ap.add_argument("--seed", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
+    ap.add_argument("--runs", metavar="DIR",
+                    help="run directories (default ${WINNOW_CACHE:-~/.cache/winnow}/runs)")
+    ap.add_argument("--data-root", metavar="DIR",
+                    help="prepared data (default ${WINNOW_CACHE:-~/.cache/winnow}/data)")
+    ap.add_argument("--splits-dir", default=paths.SPLITS, metavar="DIR",
+                    help="split manifests (default scripts/splits)")
+    ap.add_argument("--winnow", default=paths.DEFAULT_WINNOW, metavar="BIN",
+                    help="the winnow binary (default build/winnow)")
+    ap.add_argument("--workdir", metavar="DIR",
+                    help="where test documents are written as files "
+                         "(default ${WINNOW_CACHE:-~/.cache/winnow}/eval)")
+    ap.add_argument("--batch", type=int, default=16, help="engine windows per pass (default 16)")
+    ap.add_argument("--torch-check", type=int, default=100, metavar="N",
+                    help="test documents (spread over the split) also classified by the PyTorch "
+                         "reference, whose labels the engine must match (default 100; 0: none)")
+    ap.add_argument("--max-test-docs", type=int, default=0, metavar="N",
+                    help="evaluate on a seeded sample of N test documents (quick looks)")
+    ap.add_argument("--markdown", default=os.path.join(paths.ROOT, "docs", "results.md"),
+                    metavar="FILE", help="results page to write (default docs/results.md; '' for none)")
+    ap.add_argument("--plot-prefix", default="results", metavar="NAME",
+                    help="plots are written beside the page as NAME-*.png (default results)")
+    ap.add_argument("--results-json", metavar="FILE",
+                    help="all numbers (default RUNS/results.json)")
+    args = ap.parse_args(argv)
+    try:
+        args.tasks = tasks.parse_list(args.task, tasks.TASKS, "task")
+        args.variants = tasks.parse_list(args.variant, tasks.VARIANTS, "variant")
+        args.seeds = [int(s) for s in args.seed.split(",") if s.strip()]
+    except ValueError as e:
+        ap.error(str(e))
+    if not os.access(args.winnow, os.X_OK):
+        ap.error(f"no winnow binary at '{args.winnow}' (cmake --build build --target winnow)")
+    args.runs = args.runs or os.path.join(paths.cache_root(), "runs")
+    args.data_root = args.data_root or os.path.join(paths.cache_root(), "data")
+    args.workdir = args.workdir or os.path.join(paths.cache_root(), "eval")
+    args.results_json = args.results_json or os.path.join(args.runs, "results.json")
+    args.command = "/usr/bin/python3 scripts/evaluate.py " + " ".join(
+        shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    return args
+
+
+if __name__ == "__main__":
+    procenv.ensure()
+    sys.exit(evaluation.run(parse_args()))

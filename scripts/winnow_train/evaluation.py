@@ -1,0 +1,291 @@
+"""Evaluation of trained runs through the C engine (scripts/evaluate.py's
+work), and the results page.
+
+Per run (task, variant, seed): export best/ to model.wnn (f32), classify
+every test document with `winnow classify --trace` (the engine's own
+tokenizer and windows, PAPER.md 6), score the labels, and check the engine
+against the PyTorch reference on the first documents (same label; the
+largest difference of the document probabilities). Results go to the run's
+eval.json; the aggregate (mean and standard deviation over seeds) to
+results.json, docs/results.md and its plots.
+"""
+
+import datetime
+import json
+import os
+import platform
+import random
+import sys
+from collections import OrderedDict
+from typing import Dict, List, Optional
+
+from . import engine, metrics, paths, progress, runstate, splits, tasks
+from .finetune import run_dir
+from .tokens import TokenStore
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from winnow_ref import checkpoint as ref_checkpoint  # noqa: E402
+from winnow_ref import export as ref_export  # noqa: E402
+from winnow_ref.config import WinnowConfig  # noqa: E402
+
+
+def load_docs(data_root: str, corpus: str) -> Dict[str, str]:
+    out = {}
+    with open(os.path.join(paths.data_dir(corpus, data_root), "docs.jsonl"), encoding="utf-8") as f:
+        for line in f:
+            d = json.loads(line)
+            out[d["id"]] = d["text"]
+    return out
+
+
+def export_run(rdir: str, name: str, version: str, dtype: str = "f32") -> str:
+    """RUN/model.wnn from RUN/best (again when best/ is newer)."""
+    best = os.path.join(rdir, "best")
+    out = os.path.join(rdir, "model.wnn" if dtype == "f32" else f"model-{dtype}.wnn")
+    weights = os.path.join(best, "pytorch_model.bin")
+    if os.path.isfile(out) and os.path.getmtime(out) >= os.path.getmtime(weights):
+        return out
+    ckpt = ref_checkpoint.load_checkpoint(best)
+    ref_export.export_checkpoint(ckpt, out + ".tmp", name=name, version=version, dtype=dtype)
+    os.replace(out + ".tmp", out)
+    return out
+
+
+def torch_check(rdir: str, store: TokenStore, ids: List[str], records: Dict[str, dict],
+                task: tasks.Task) -> dict:
+    """The reference model on the same documents: label agreement with the
+    engine and the largest probability difference."""
+    import torch
+    from winnow_ref import document as ref_document
+    ckpt = ref_checkpoint.load_checkpoint(os.path.join(rdir, "best"))
+    model = ref_checkpoint.build_model(ckpt.config, ckpt.state)
+    vocab = {t: i for i, t in enumerate(ckpt.vocab)}
+    agree, max_diff, n = 0, 0.0, 0
+    torch.set_num_threads(os.cpu_count() or 2)
+    for doc_id in ids:
+        rec = records.get(doc_id)
+        if rec is None:
+            continue
+        res = ref_document.classify_document(model, store.get(doc_id).tolist(),
+                                             vocab["[CLS]"], vocab["[SEP]"])
+        n += 1
+        agree += int(task.labels[res.label] == rec["label"])
+        for k, name in enumerate(task.labels):
+            max_diff = max(max_diff, abs(res.probs[k] - rec["scores"][name]))
+    return {"documents": n, "same_label": agree, "max_prob_diff": max_diff}
+
+
+def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[str, str],
+                 labels: Dict[str, str], store: TokenStore) -> Optional[dict]:
+    rdir = run_dir(args.runs, task.name, variant, seed)
+    if not os.path.isfile(os.path.join(rdir, "best", "pytorch_model.bin")):
+        return None
+    model = export_run(rdir, f"{task.name}-{variant}", f"seed{seed}")
+    env = dict(os.environ)
+    run = engine.classify(args.winnow, model, list(files), batch=args.batch, env=env)
+    by_id = {files[p]: rec for p, rec in run.records.items()}
+    index = {name: i for i, name in enumerate(task.labels)}
+    ids = [i for i in sorted(labels) if i in by_id]
+    y_true = [index[task.label_of(labels[i])] for i in ids]
+    y_pred = [index[by_id[i]["label"]] for i in ids]
+    result = OrderedDict(task=task.name, variant=variant, seed=seed, model=model,
+                         documents=len(labels), classified=len(ids),
+                         engine_errors=run.errors[:10])
+    result.update(metrics.scores(y_true, y_pred, len(task.labels)))
+    tokens_total = sum(by_id[i]["tokens"] for i in ids)
+    windows_total = sum(by_id[i]["chunks"] for i in ids)
+    result.update(seconds=run.seconds, docs_per_second=len(ids) / run.seconds,
+                  tokens_per_second=tokens_total / run.seconds, windows=windows_total,
+                  load_average=os.getloadavg()[0])
+    # Layers after the combining module run on its m tokens only; the
+    # trace counts embedded tokens, so they are filled in here.
+    cfg = WinnowConfig.from_json_file(os.path.join(rdir, "best", "config.json"))
+    result["layers"] = []
+    for t in run.trace:
+        after = cfg.has_combiner and t.layer > cfg.combine_layer
+        per_window = cfg.combine_tokens if after else t.tokens_in / max(1, t.windows)
+        result["layers"].append(dict(
+            layer=t.layer, tokens_in_per_window=per_window,
+            kept_per_window=cfg.combine_tokens if after else t.tokens_kept / max(1, t.windows),
+            protected=t.protected, spared=t.spared, ms=t.ms, combining=t.combining,
+            combined_tokens_only=after))
+    if args.torch_check:
+        # Spread over the sorted ids, so that every class is in the sample.
+        step = max(1, len(ids) // args.torch_check)
+        result["torch_check"] = torch_check(rdir, store, ids[::step][:args.torch_check],
+                                            by_id, task)
+    runstate.write_json(os.path.join(rdir, "eval.json"), result)
+    return result
+
+
+def aggregate(results: List[dict]) -> List[dict]:
+    """Mean and std over seeds per (task, variant)."""
+    groups = OrderedDict()
+    for r in results:
+        groups.setdefault((r["task"], r["variant"]), []).append(r)
+    out = []
+    for (task, variant), rs in groups.items():
+        row = OrderedDict(task=task, variant=variant, seeds=[r["seed"] for r in rs])
+        for key in ("accuracy", "macro_f1", "micro_f1", "docs_per_second", "tokens_per_second"):
+            row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in rs])
+        n_layers = len(rs[0]["layers"])
+        row["tokens_in_per_window"] = [
+            sum(r["layers"][l]["tokens_in_per_window"] for r in rs) / len(rs) for l in range(n_layers)]
+        row["combining_layer"] = next((x["layer"] for x in rs[0]["layers"] if x["combining"]), None)
+        checks = [r["torch_check"] for r in rs if "torch_check" in r]
+        if checks:
+            row["torch_same_label"] = sum(c["same_label"] for c in checks)
+            row["torch_documents"] = sum(c["documents"] for c in checks)
+            row["torch_max_prob_diff"] = max(c["max_prob_diff"] for c in checks)
+        row["documents"] = rs[0]["classified"]
+        out.append(row)
+    return out
+
+
+def fmt(mean, std, pct=True):
+    if mean != mean:  # NaN
+        return "-"
+    if pct:
+        return f"{100 * mean:.2f} ± {100 * std:.2f}"
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def write_plots(rows: List[dict], out_dir: str, prefix: str) -> List[str]:
+    """Accuracy per variant (with std) and tokens per layer, one panel per
+    task; returns the files written."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    task_names = list(OrderedDict((r["task"], None) for r in rows))
+    written = []
+    fig, axes = plt.subplots(1, len(task_names), figsize=(5.5 * len(task_names), 4.2),
+                             dpi=110, squeeze=False)
+    for ax, t in zip(axes[0], task_names):
+        rs = [r for r in rows if r["task"] == t]
+        xs = range(len(rs))
+        ax.bar(xs, [100 * r["accuracy"] for r in rs],
+               yerr=[100 * r["accuracy_std"] for r in rs], capsize=3, color="tab:blue")
+        lo = min(100 * r["accuracy"] - 100 * r["accuracy_std"] for r in rs)
+        ax.set_ylim(max(0, lo - 3), 100)
+        ax.set_xticks(list(xs))
+        ax.set_xticklabels([r["variant"] for r in rs], rotation=60, ha="right", fontsize=8)
+        ax.set_title(f"{t}: test accuracy (%)")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{prefix}-accuracy.png")
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+
+    fig, axes = plt.subplots(1, len(task_names), figsize=(5.5 * len(task_names), 4.2),
+                             dpi=110, squeeze=False)
+    for ax, t in zip(axes[0], task_names):
+        for r in [r for r in rows if r["task"] == t]:
+            tok = r["tokens_in_per_window"]
+            ax.plot(range(len(tok)), tok, marker="o", label=r["variant"])
+        ax.set_xlabel("layer")
+        ax.set_ylabel("tokens entering the layer, per window")
+        ax.set_yscale("log")
+        ax.set_title(f"{t}: tokens per layer (C engine)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = os.path.join(out_dir, f"{prefix}-tokens.png")
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+    return written
+
+
+def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: str,
+                   pretrain: Optional[dict]) -> None:
+    lines = ["# Results", "",
+             "Test-set results of winnow's variants, computed by `scripts/evaluate.py` "
+             "through the C engine (`winnow classify --trace` on the exported `.wnn` "
+             "files: the engine's own tokenizer, windows and pruning), on the committed "
+             "splits (`scripts/splits/`). Mean ± standard deviation over the seeds "
+             "listed; how the models were trained is in docs/training.md.", "",
+             f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on "
+             f"{platform.node() or 'this machine'} ({os.cpu_count()} cores) by:", "",
+             f"    {command}", ""]
+    if pretrain:
+        lines += [f"Pretrained encoder: {pretrain['shape']['layers']} layers x "
+                  f"{pretrain['shape']['hidden']} ({pretrain['shape']['heads']} heads), "
+                  f"{pretrain['steps']} MLM steps, {pretrain['tokens_seen']:,} tokens, "
+                  f"validation MLM loss {pretrain['validation_mlm_loss']:.3f}.", ""]
+    for t in OrderedDict((r["task"], None) for r in rows):
+        task = tasks.TASKS[t]
+        rs = [r for r in rows if r["task"] == t]
+        base = next((r for r in rs if r["variant"] == "bert"), None)
+        lines += [f"## {t}: {task.description} ({rs[0]['documents']} test documents)", "",
+                  "| variant | seeds | accuracy % | macro-F1 % | micro-F1 % | docs/s (engine) "
+                  "| speed-up | tokens per window entering layers 0..L-1 | engine = PyTorch |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in rs:
+            speed = (f"{r['docs_per_second'] / base['docs_per_second']:.2f}x"
+                     if base and base["docs_per_second"] else "-")
+            tok = " / ".join(f"{x:.0f}" for x in r["tokens_in_per_window"])
+            if r.get("combining_layer") is not None:
+                tok += f" (layer {r['combining_layer']} combines; later layers see m tokens)"
+            check = (f"{r['torch_same_label']}/{r['torch_documents']} labels, "
+                     f"max Δp {r['torch_max_prob_diff']:.1e}" if "torch_documents" in r else "-")
+            lines.append(f"| {r['variant']} | {','.join(map(str, r['seeds']))} | "
+                         f"{fmt(r['accuracy'], r['accuracy_std'])} | "
+                         f"{fmt(r['macro_f1'], r['macro_f1_std'])} | "
+                         f"{fmt(r['micro_f1'], r['micro_f1_std'])} | "
+                         f"{fmt(r['docs_per_second'], r['docs_per_second_std'], pct=False)} | "
+                         f"{speed} | {tok} | {check} |")
+        lines.append("")
+    lines += ["Throughput is the wall time of one `winnow classify --batch 16` over the "
+              "whole test set (model load, file reads and tokenization included) on a "
+              "2-core machine that may have been shared; compare variants within one "
+              "table, not across machines. Micro-F1 equals accuracy for single-label "
+              "classification; it is listed because the paper reports it.", ""]
+    for p in plot_files:
+        lines += [f"![{os.path.basename(p)}]({os.path.relpath(p, os.path.dirname(path))})", ""]
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+
+
+def run(args) -> int:
+    results = []
+    for tname in args.tasks:
+        task = tasks.TASKS[tname]
+        test_rows = splits.read_manifest(args.splits_dir, task.corpus, "test")
+        if args.max_test_docs and args.max_test_docs < len(test_rows):
+            test_rows = sorted(random.Random(0).sample(test_rows, args.max_test_docs))
+        labels = dict(test_rows)
+        texts = load_docs(args.data_root, task.corpus)
+        files = engine.write_documents(
+            os.path.join(args.workdir, task.corpus, "test"), {i: texts[i] for i in labels})
+        store = TokenStore.load(os.path.join(paths.data_dir(task.corpus, args.data_root), "tokens.npz"))
+        jobs = [(v, s) for v in args.variants for s in args.seeds]
+        with progress.bar(total=len(jobs), desc=f"evaluate {tname}", unit="run") as pb:
+            for v, s in jobs:
+                r = evaluate_run(args, task, v, s, files, labels, store)
+                pb.update()
+                if r is None:
+                    pb.write(f"evaluate: {tname}/{v}/seed{s}: not trained, left out")
+                    continue
+                chk = r.get("torch_check", {})
+                pb.write(f"evaluate: {tname}/{v}/seed{s}: accuracy {r['accuracy']:.4f}, "
+                         f"macro-F1 {r['macro_f1']:.4f}, {r['docs_per_second']:.1f} docs/s"
+                         + (f", engine = PyTorch on {chk['same_label']}/{chk['documents']}"
+                            if chk else ""))
+                results.append(r)
+    if not results:
+        progress.log("evaluate: no trained run found")
+        return 1
+    rows = aggregate(results)
+    runstate.write_json(args.results_json, {"runs": results, "table": rows})
+    pretrain = None
+    summ = os.path.join(args.runs, "pretrain", "summary.json")
+    if os.path.isfile(summ):
+        pretrain = runstate.read_json(summ)
+    if args.markdown:
+        os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
+        plot_files = write_plots(rows, os.path.dirname(os.path.abspath(args.markdown)),
+                                 args.plot_prefix)
+        write_markdown(args.markdown, rows, plot_files, args.command, pretrain)
+        progress.log(f"evaluate: wrote {args.markdown} and {len(plot_files)} plots")
+    return 0

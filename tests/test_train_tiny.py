@@ -1,0 +1,327 @@
+#!/usr/bin/python3
+"""The training pipeline end to end on a handful of documents, in under two
+minutes: raw mails -> prepare_data.py -> pretrain.py (and its resumption)
+-> train.py -> export_model.py -> `winnow classify` -> evaluate.py.
+
+Run by ctest as:
+    /usr/bin/python3 tests/test_train_tiny.py --winnow build/winnow --workdir DIR
+
+The mails are written by this test (no network): SpamAssassin's folder
+layout, with MIME the parser must undo (multipart/alternative, base64,
+quoted-printable, HTML with entities, an encoded Subject) and one
+duplicate body. The model is 2 layers x 32 with pruning and the combining
+module on, so the whole method is trained and exported. What is checked:
+the parsing and de-duplication, disjoint splits, the batched pruning rule
+against winnow_ref.prune, that MLM pretraining resumes where it stopped,
+that fine-tuning lowers the loss on the training documents, and that the C
+engine gives the PyTorch reference's labels on every document.
+"""
+
+import argparse
+import base64
+import json
+import math
+import os
+import quopri
+import random
+import shutil
+import subprocess
+import sys
+import time
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(ROOT, "scripts")
+sys.path.insert(0, SCRIPTS)
+PY = "/usr/bin/python3"
+ARGS = None
+
+HAM_WORDS = ("meeting schedule project review code patch build release kernel "
+             "compiler thanks regards agenda minutes team report bug fix branch "
+             "merge test server config debian package").split()
+SPAM_WORDS = ("free money winner prize offer click cash credit viagra cheap "
+              "unsubscribe guaranteed bonus casino loan discount urgent claim "
+              "million dollars lottery deal limited act now").split()
+
+
+def mail(subject, body, kind="plain", msg_id=0):
+    """One raw RFC 822 message."""
+    head = (f"From: someone{msg_id}@example.org\nTo: you@example.org\n"
+            f"Message-Id: <{msg_id}@example.org>\nSubject: {subject}\nMIME-Version: 1.0\n")
+    if kind == "plain":
+        return head + "Content-Type: text/plain; charset=us-ascii\n\n" + body + "\n"
+    if kind == "base64":
+        enc = base64.encodebytes(body.encode("utf-8")).decode()
+        return (head + "Content-Type: text/plain; charset=utf-8\n"
+                "Content-Transfer-Encoding: base64\n\n" + enc)
+    if kind == "alternative":
+        html = ("<html><head><style>p {color: red}</style></head><body><p>"
+                + body.replace(" ", " &amp; ", 1) + "</p><br>&copy; 2002</body></html>")
+        qp = quopri.encodestring(html.encode()).decode()
+        return (head + 'Content-Type: multipart/alternative; boundary="XX"\n\n'
+                "--XX\nContent-Type: text/plain; charset=us-ascii\n\n\n"
+                "--XX\nContent-Type: text/html; charset=iso-8859-1\n"
+                "Content-Transfer-Encoding: quoted-printable\n\n" + qp + "\n--XX--\n")
+    raise ValueError(kind)
+
+
+def write_fake_spamassassin(root):
+    """SpamAssassin's layout: data/<group>/<id>.txt. Returns expectations."""
+    rng = random.Random(7)
+    groups = {"easy-ham-1": ("ham", 9), "easy-ham-2": ("ham", 3),
+              "hard-ham-1": ("ham", 4), "spam-1": ("spam", 9), "spam-2": ("spam", 3)}
+    kinds = ["plain", "base64", "alternative"]
+    first_body = None
+    n = 0
+    for group, (kind_of, count) in groups.items():
+        d = os.path.join(root, "data", group)
+        os.makedirs(d, exist_ok=True)
+        words = HAM_WORDS if kind_of == "ham" else SPAM_WORDS
+        for k in range(count):
+            n += 1
+            body = " ".join(rng.choice(words) for _ in range(rng.randint(40, 160)))
+            body = "\n".join(body[i:i + 70] for i in range(0, len(body), 70))
+            subject = " ".join(rng.choice(words) for _ in range(4))
+            if group == "spam-1" and k == 0:
+                subject = "=?utf-8?b?" + base64.b64encode("Gratuit argent €".encode()).decode() + "?="
+            raw = mail(subject, body, kinds[k % 3], n)
+            if first_body is None:
+                first_body = raw
+            with open(os.path.join(d, f"{k + 1:05d}.{n:032x}.txt"), "w") as f:
+                f.write(raw)
+    # A duplicate body under other headers: must be dropped.
+    dup = first_body.replace("Message-Id: <1@", "Message-Id: <999@")
+    with open(os.path.join(root, "data", "easy-ham-2", "00099.dup.txt"), "w") as f:
+        f.write(dup)
+    return {"raw": n + 1, "documents": n}
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_text(path):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def read_jsonl(path):
+    return [json.loads(x) for x in read_text(path).splitlines() if x.strip()]
+
+
+def run(cmd, timeout=300):
+    env = dict(os.environ, WINNOW_NO_PROGRESS="1")
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, env=env)
+    if p.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} exited {p.returncode}:\n"
+                             f"{p.stderr.decode(errors='replace')[-3000:]}")
+    return p.stdout.decode(), p.stderr.decode(errors="replace")
+
+
+class TrainTiny(unittest.TestCase):
+    """One pipeline, checked stage by stage (the tests run in name order
+    and each stage needs the previous one)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.t0 = time.monotonic()
+        w = cls.w = os.path.abspath(ARGS.workdir)
+        shutil.rmtree(w, ignore_errors=True)
+        os.makedirs(w)
+        cls.pkg = os.path.join(w, "fake-spamassassin")
+        cls.expect = write_fake_spamassassin(cls.pkg)
+        cls.data = os.path.join(w, "data")
+        cls.splits = os.path.join(w, "splits")
+        cls.runs = os.path.join(w, "runs")
+        cls.common = ["--splits-dir", cls.splits, "--data-root", cls.data]
+
+    def test_0_prune_batch_is_the_reference_rule(self):
+        import torch
+        from winnow_ref import prune
+        from winnow_train.model import prune_batch
+        rng = random.Random(3)
+        for _ in range(60):
+            b, n = 3, rng.randint(3, 40)
+            kept = torch.zeros(b, n, dtype=torch.bool)
+            scores = torch.full((b, n), float("nan"), dtype=torch.float64)
+            last = []
+            for i in range(b):
+                length = rng.randint(2, n)
+                last.append(length - 1)
+                for j in [0, length - 1] + [j for j in range(1, length - 1) if rng.random() < .8]:
+                    kept[i, j] = True
+                    # Ties on purpose: equal scores leave later positions first.
+                    scores[i, j] = rng.choice([.1, .2]) if rng.random() < .3 else rng.random()
+            for p in (0.9, 0.6):
+                for fuzzy, mode in ((False, "budget"), (True, "budget"), (True, "within")):
+                    got = prune_batch(kept, scores, torch.tensor(last), p, fuzzy, mode)
+                    for i in range(b):
+                        pos = torch.nonzero(kept[i]).flatten().tolist()
+                        s = {j: float(scores[i, j]) for j in pos}
+                        want = set(pos) - set(prune.leaving_tokens(pos, s, 0, last[i], p, fuzzy, mode))
+                        self.assertEqual(set(torch.nonzero(got[i]).flatten().tolist()), want)
+
+    def test_1_prepare(self):
+        out, _ = run([PY, os.path.join(SCRIPTS, "prepare_data.py"), "--corpora", "spamassassin",
+                      "--spamassassin-dir", self.pkg, "--out", self.data,
+                      "--splits-dir", self.splits, "--winnow", ARGS.winnow])
+        report = json.loads(out)["spamassassin"]
+        self.assertEqual(report["raw_messages"], self.expect["raw"])
+        self.assertEqual(report["dropped"], {"duplicate body": 1})
+        self.assertEqual(report["documents"], self.expect["documents"])
+        docs = read_jsonl(os.path.join(self.data, "spamassassin", "docs.jsonl"))
+        texts = "\n".join(d["text"] for d in docs)
+        self.assertIn("Gratuit argent €", texts)       # encoded Subject decoded
+        self.assertNotIn("<p>", texts)                  # HTML tags stripped
+        self.assertNotIn("&amp;", texts)                # entities decoded
+        self.assertIn(" & ", texts)
+        self.assertIn("© 2002", texts)
+        self.assertNotIn("color: red", texts)           # <style> skipped
+        for d in docs:                                  # base64 decoded: real words
+            self.assertRegex(d["text"].split("\n\n", 1)[1][:20], r"^[a-z]+ ")
+        ids = {}
+        for split in ("train", "validation", "test"):
+            rows = [x.split("\t")[0] for x in
+                    read_text(os.path.join(self.splits, "spamassassin", f"{split}.txt")).split("\n") if x]
+            self.assertTrue(rows, split)
+            ids[split] = set(rows)
+        self.assertFalse(ids["train"] & ids["test"])
+        self.assertFalse(ids["validation"] & ids["test"])
+        self.assertFalse(ids["train"] & ids["validation"])
+        self.assertEqual(sum(map(len, ids.values())), self.expect["documents"])
+        # Prepared again: the committed manifests are checked, not redrawn.
+        _, err = run([PY, os.path.join(SCRIPTS, "prepare_data.py"), "--corpora", "spamassassin",
+                      "--spamassassin-dir", self.pkg, "--out", self.data,
+                      "--splits-dir", self.splits, "--winnow", ARGS.winnow])
+        self.assertNotIn("wrote split manifests", err)
+
+    def test_2_pretrain_resumes(self):
+        out = os.path.join(self.runs, "pretrain")
+        shape = ["--layers", "2", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--max-position", "64", "--seq-len", "32", "--batch-size", "8",
+                 "--val-windows", "16", "--eval-every", "0", "--threads", "2"]
+        run([PY, os.path.join(SCRIPTS, "pretrain.py"), "--out", out, "--max-steps", "4"]
+            + shape + self.common)
+        first = read_json(os.path.join(out, "summary.json"))
+        self.assertEqual(first["steps"], 4)
+        _, err = run([PY, os.path.join(SCRIPTS, "pretrain.py"), "--out", out, "--max-steps", "8"]
+                     + shape + self.common)
+        self.assertIn("resuming at step 4", err)
+        second = read_json(os.path.join(out, "summary.json"))
+        self.assertEqual(second["steps"], 8)
+        self.assertTrue(math.isfinite(second["validation_mlm_loss"]))
+        self.assertTrue(os.path.isfile(os.path.join(out, "encoder", "pytorch_model.bin")))
+        self.assertTrue(os.path.getsize(os.path.join(out, "loss.png")) > 1000)
+
+    def test_3_finetune_lowers_loss(self):
+        import torch
+        import torch.nn.functional as F
+        from winnow_ref import checkpoint
+        from winnow_train import batching, splits, tasks
+        from winnow_train.model import classifier_from_encoder
+        from winnow_train.tokens import TokenStore
+        run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant", "ours-PFC-P3",
+             "--seed", "1", "--runs", self.runs, "--epochs", "12", "--batch-size", "4",
+             "--lr", "2e-3", "--warmup", "0.05", "--threads", "2"] + self.common)
+        rdir = os.path.join(self.runs, "spam2", "ours-PFC-P3", "seed1")
+        done = read_json(os.path.join(rdir, "done.json"))
+        self.assertEqual(done["config"]["winnow_combine_layer"], 1)   # P = 3 of 6 -> 1 of 2
+        self.assertEqual(done["config"]["winnow_keep_ratio"], 0.9)
+        self.assertTrue(os.path.getsize(os.path.join(rdir, "loss.png")) > 1000)
+
+        # The loss on the training documents, before and after, in eval mode.
+        ckpt = checkpoint.load_checkpoint(os.path.join(rdir, "best"))
+        trained = checkpoint.build_model(ckpt.config, ckpt.state)
+        enc = checkpoint.load_state(os.path.join(self.runs, "pretrain", "encoder", "pytorch_model.bin"))
+        initial = classifier_from_encoder(ckpt.config, enc, 1).eval()
+        store = TokenStore.load(os.path.join(self.data, "spamassassin", "tokens.npz"))
+        rows = splits.read_manifest(self.splits, "spamassassin", "train")
+        task = tasks.TASKS["spam2"]
+        wins = [store.get(i)[:ckpt.config.window_len - 2] for i, _ in rows]
+        y = torch.tensor([task.labels.index(task.label_of(lab)) for _, lab in rows])
+        ids, mask = batching.pad_windows(wins)
+        with torch.no_grad():
+            before = float(F.cross_entropy(initial(ids, mask), y))
+            after = float(F.cross_entropy(trained(ids, mask), y))
+        self.assertLess(after, 0.5 * before, f"loss {before:.3f} -> {after:.3f}")
+        self.assertLess(after, 0.3)
+        # Resuming a finished run does nothing.
+        _, err = run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant",
+                      "ours-PFC-P3", "--seed", "1", "--runs", self.runs] + self.common)
+        self.assertIn("is finished", err)
+
+    def test_4_engine_agrees_with_pytorch(self):
+        import torch
+        from winnow_ref import checkpoint, document
+        from winnow_train import engine
+        rdir = os.path.join(self.runs, "spam2", "ours-PFC-P3", "seed1")
+        wnn = os.path.join(self.w, "tiny-trained.wnn")
+        run([PY, os.path.join(SCRIPTS, "export_model.py"), "--checkpoint",
+             os.path.join(rdir, "best"), "--out", wnn, "--name", "tiny-trained"])
+        docs = {}
+        labels = {}
+        for d in read_jsonl(os.path.join(self.data, "spamassassin", "docs.jsonl")):
+            docs[d["id"]] = d["text"]
+            labels[d["id"]] = d["label"]
+        files = engine.write_documents(os.path.join(self.w, "files"), docs)
+        res = engine.classify(ARGS.winnow, wnn, sorted(files), batch=4)
+        self.assertEqual(res.errors, [])
+        self.assertEqual(len(res.records), len(docs))
+        self.assertTrue(res.trace and res.trace[1].combining, "layer 1 combines")
+        self.assertLess(res.trace[1].tokens_in, res.trace[0].tokens_in, "layer 0 pruned")
+        ckpt = checkpoint.load_checkpoint(os.path.join(rdir, "best"))
+        model = checkpoint.build_model(ckpt.config, ckpt.state)
+        vocab = {t: i for i, t in enumerate(ckpt.vocab)}
+        from winnow_train.tokens import TokenStore
+        store = TokenStore.load(os.path.join(self.data, "spamassassin", "tokens.npz"))
+        correct = 0
+        for path, doc_id in files.items():
+            rec = res.records[path]
+            ref = document.classify_document(model, store.get(doc_id).tolist(),
+                                             vocab["[CLS]"], vocab["[SEP]"])
+            self.assertEqual(rec["label"], ckpt.config.labels[ref.label], doc_id)
+            self.assertEqual(rec["chunks"], ref.chunks, doc_id)
+            for k, name in enumerate(ckpt.config.labels):
+                self.assertAlmostEqual(rec["scores"][name], ref.probs[k], delta=1e-4)
+            correct += rec["label"] == ("spam" if labels[doc_id] == "spam" else "ham")
+        # The two vocabularies are disjoint: a trained model separates them.
+        self.assertGreaterEqual(correct, 0.9 * len(docs))
+        self.assertIsNotNone(torch)
+
+    def test_5_evaluate_writes_the_table(self):
+        md = os.path.join(self.w, "results", "results.md")
+        run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
+             "ours-PFC-P3,bert", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
+             "--workdir", os.path.join(self.w, "eval"), "--markdown", md,
+             "--torch-check", "5"] + self.common)
+        text = read_text(md)
+        self.assertIn("| ours-PFC-P3 | 1 |", text)
+        self.assertIn("5/5 labels", text)
+        self.assertTrue(os.path.isfile(os.path.join(self.w, "results", "results-tokens.png")))
+        res = read_json(os.path.join(self.runs, "results.json"))
+        self.assertEqual([r["variant"] for r in res["runs"]], ["ours-PFC-P3"])  # bert: not trained
+
+    def test_6_build_script_parses(self):
+        out, _ = run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--help"])
+        self.assertIn("--budget-minutes", out)
+        self.assertIn("table", out)
+
+    @classmethod
+    def tearDownClass(cls):
+        print(f"test_train_tiny: {time.monotonic() - cls.t0:.1f} s", file=sys.stderr)
+
+
+def main():
+    global ARGS
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--winnow", required=True, help="the winnow binary")
+    ap.add_argument("--workdir", required=True, help="scratch directory (emptied first)")
+    ARGS, rest = ap.parse_known_args()
+    ARGS.winnow = os.path.abspath(ARGS.winnow)
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
+
+
+if __name__ == "__main__":
+    main()
