@@ -556,7 +556,10 @@ winnow_err_t winnow_pipeline_submit(winnow_pipeline_t *p, const void *data,
 			}
 		}
 		if (!s->oversized_len) {
-			memcpy(s->input, data, len);
+			/* A 0-byte value may meet a slot with no buffer yet:
+			 * memcpy's pointers must be valid even for 0 bytes. */
+			if (len)
+				memcpy(s->input, data, len);
 			s->input_len = len;
 		}
 	}
