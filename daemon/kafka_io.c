@@ -962,10 +962,13 @@ int winnow_kafka_run(winnow_config_t *cfg, const char *config_path,
 		 * message (and the fetch buffer behind it): count it. Taking
 		 * stops at pause_at and starts again at resume_at. */
 		size_t flight = winnow_offsets_open(k.offsets, -1) + k.n_held;
-		if (!k.paused && flight >= cfg->pipeline.pause_at)
+		if (!k.paused && flight >= cfg->pipeline.pause_at) {
 			k.paused = 1;
-		else if (k.paused && flight <= cfg->pipeline.resume_at)
+			log_debug("consumer: holding intake (%zu documents in flight)", flight);
+		} else if (k.paused && flight <= cfg->pipeline.resume_at) {
 			k.paused = 0;
+			log_debug("consumer: taking again (%zu documents in flight)", flight);
+		}
 		size_t got = 0;
 		if (!k.paused && !k.n_held)
 			got = consume_partitions(&k, cfg->pipeline.pause_at - flight);

@@ -366,7 +366,7 @@ class Daemon:
         self.p = None
         self.starts = 0
 
-    def start(self):
+    def start(self, env=None):
         assert self.p is None or self.p.poll() is not None, f"{self.name} is running"
         self.starts += 1
         logf = open(self.log_path, "ab")
@@ -374,7 +374,7 @@ class Daemon:
         logf.flush()
         self.p = subprocess.Popen([self.h.winnowd, "--config", self.config],
                                   stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                                  env=blas_env())
+                                  env={**blas_env(), **(env or {})})
         logf.close()
         self.h._register(self.p)
         return self
@@ -447,6 +447,14 @@ class Daemon:
             self.p.kill()
             self.p.wait(timeout=10)
             raise AssertionError(f"{self.name} did not stop within {timeout} s of SIGTERM")
+
+    def edit_config(self, old, new):
+        """Replaces one line of the config file (which must be there)."""
+        with open(self.config) as f:
+            text = f.read()
+        assert old in text, f"no '{old}' in {self.config}"
+        with open(self.config, "w") as f:
+            f.write(text.replace(old, new, 1))
 
     def kill(self):
         self.p.send_signal(signal.SIGKILL)

@@ -714,12 +714,100 @@ def test_output_down(h, args):
     assert d.terminate() == 0
 
 
+# ---- 9. live reload --------------------------------------------------------------------------
+
+
+def test_reload(h, args):
+    """SIGHUP: live keys (log.level, the pause/resume marks) take effect in
+    the running daemon with RELOADING=1/READY=1 to systemd; a changed key
+    that needs a restart, or a broken file, is refused by name and line and
+    changes nothing; no document is lost across the reloads."""
+    import socket
+    b = h.broker({"docs": 2, "labels": 2, "docs.dlq": 1})
+    sock_path = h.path("notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(sock_path)
+    notify.settimeout(0.2)
+    messages = []
+
+    def wait_notify(state, timeout=20):
+        def seen():
+            try:
+                while True:
+                    messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
+            return any(state in m.split("\n") for m in messages)
+        wait_for(f"{state} on the notify socket", seen, timeout)
+        got = list(messages)
+        messages.clear()
+        return got
+
+    d = h.daemon(b, "winnowd")
+    d.start(env={"NOTIFY_SOCKET": sock_path})
+    d.wait_assigned(2)
+    wait_notify("READY=1")
+    where, everything = {}, []
+
+    def batch(n, prefix, seed, log_mark):
+        docs = H.make_docs(n, prefix, seed=seed)
+        where.update(h.produce_docs(b.addr, "docs", docs, partitions=2))
+        everything.extend(docs)
+        h.wait_keys(b.addr, "labels", [k for k, _ in docs], timeout=120)
+        pauses = [int(m) for m in re.findall(r"consumer: holding intake \((\d+) documents in flight\)",
+                                             d.log_this_run().split(log_mark, 1)[-1])]
+        log(f"{prefix}: {n} documents, {len(pauses)} pauses at {sorted(set(pauses))} in flight")
+        return pauses
+
+    def hup(expect):
+        before = d.log_this_run().count(expect)
+        d.p.send_signal(signal.SIGHUP)
+        got = wait_notify("READY=1")
+        assert any("RELOADING=1" in m.split("\n") for m in got), f"no RELOADING=1 in {got}"
+        wait_for(f"'{expect}' in the log", lambda: d.log_this_run().count(expect) > before, 10)
+        assert d.running(), d.log_this_run()[-3000:]
+
+    # At level info the pause/resume lines (debug) are not logged.
+    assert batch(300, "info", 90, "==== start") == []
+
+    # Live: debug logging and pausing at 6 documents in flight (was 64).
+    d.edit_config("  level: info", "  level: debug")
+    d.edit_config("  max_documents: 64", "  max_documents: 64\n  pause_at: 6\n  resume_at: 2")
+    hup("reload: applied")
+    pauses = batch(300, "live", 91, "reload: applied")
+    assert pauses, "no pause logged at level debug after the reload"
+    assert max(pauses) <= 6, f"paused at {max(pauses)} in flight, pause_at is 6"
+
+    # Not live: kafka.input needs a restart; the whole reload is refused, so
+    # log.level stays debug although the file now says warn.
+    d.edit_config("  level: debug", "  level: warn")
+    d.edit_config('  input: "docs"', '  input: "docs2"')
+    hup("key 'kafka.input' cannot change while running")
+    mark = "cannot change while running"
+    assert batch(300, "refused", 92, mark), "log.level changed by a refused reload"
+
+    # A broken file: the error names the key and its line; nothing changes.
+    d.edit_config('  input: "docs2"', '  input: "docs"')
+    d.edit_config("  pause_at: 6", "  pause_at: 6\n  bogus: 1")
+    with open(d.config) as f:
+        line = f.read().splitlines().index("  bogus: 1") + 1
+    hup(f"line {line}: unknown key 'pipeline.bogus'")
+    pauses = batch(300, "broken", 93, "unknown key 'pipeline.bogus'")
+    assert pauses and max(pauses) <= 6, f"pause_at changed by a refused reload: {pauses}"
+
+    out = h.wait_keys(b.addr, "labels", [k for k, _ in everything], timeout=120)
+    check_all_outputs(out, everything, where)
+    h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=15)
+    assert d.terminate() == 0
+    notify.close()
+
+
 # ---- the runner ------------------------------------------------------------------------------
 
 TESTS = [("pipeline", test_pipeline), ("poison", test_poison), ("crash", test_crash),
          ("broker_faults", test_broker_faults), ("group", test_group),
          ("replay", test_replay), ("backpressure", test_backpressure),
-         ("output_down", test_output_down)]
+         ("output_down", test_output_down), ("reload", test_reload)]
 
 
 def main():
