@@ -49,6 +49,18 @@ def parse_args(argv=None):
     ap.add_argument("--torch-check", type=int, default=100, metavar="N",
                     help="test documents (spread over the split) also classified by the PyTorch "
                          "reference, whose labels the engine must match (default 100; 0: none)")
+    ap.add_argument("--speed-repeats", type=int, default=3, metavar="N",
+                    help="rounds of the side-by-side throughput measurement, every model of a "
+                         "task in turn per round, median counted (default 3; 0: the single "
+                         "traced run's time)")
+    ap.add_argument("--shipped", metavar="FILE",
+                    help="instead of the table: this model file (the shipped one) on the test set "
+                         "of --shipped-task against the f32 export of the run of --shipped-variant "
+                         "(first --seed), and its explanations -> the page's 'shipped' section")
+    ap.add_argument("--shipped-task", default=tasks.DEFAULT_TASK, metavar="TASK",
+                    help=f"(with --shipped) default {tasks.DEFAULT_TASK}")
+    ap.add_argument("--shipped-variant", default=tasks.DEFAULT_VARIANT, metavar="VARIANT",
+                    help=f"(with --shipped) default {tasks.DEFAULT_VARIANT}")
     ap.add_argument("--max-test-docs", type=int, default=0, metavar="N",
                     help="evaluate on a seeded sample of N test documents (quick looks)")
     ap.add_argument("--markdown", default=os.path.join(paths.ROOT, "docs", "results.md"),
@@ -68,6 +80,8 @@ def parse_args(argv=None):
         ap.error(f"no winnow binary at '{args.winnow}' (cmake --build build --target winnow)")
     args.runs = args.runs or os.path.join(paths.cache_root(), "runs")
     args.data_root = args.data_root or os.path.join(paths.cache_root(), "data")
+    if args.shipped:
+        args.shipped = os.path.abspath(args.shipped)
     args.workdir = args.workdir or os.path.join(paths.cache_root(), "eval")
     args.results_json = args.results_json or os.path.join(args.runs, "results.json")
     args.command = "/usr/bin/python3 scripts/evaluate.py " + " ".join(

@@ -303,6 +303,48 @@ class TrainTiny(unittest.TestCase):
         res = read_json(os.path.join(self.runs, "results.json"))
         self.assertEqual([r["variant"] for r in res["runs"]], ["ours-PFC-P3"])  # bert: not trained
 
+    def test_5b_shipped_section_keeps_the_page(self):
+        md = os.path.join(self.w, "results", "results.md")
+        with open(md, "a", encoding="utf-8") as f:
+            f.write("\n## Reading the numbers\n\nHand-written.\n")
+        model = os.path.join(self.runs, "spam2", "ours-PFC-P3", "seed1", "model.wnn")
+        run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--shipped", model, "--shipped-variant",
+             "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
+             "--workdir", os.path.join(self.w, "eval"), "--markdown", md] + self.common)
+        text = read_text(md)
+        for part in ("| ours-PFC-P3 | 1 |", "Hand-written.", "## The shipped model",
+                     "### Explanations", "same label as its f32 export on"):
+            self.assertIn(part, text)
+        # Each retained token is shown in bold inside its document's text.
+        self.assertRegex(text, r"- `[^`]+` \(\d\.\d{3}\): .*\*\*.+\*\*")
+        shipped = read_json(os.path.join(self.runs, "shipped.json"))
+        self.assertEqual(shipped["same_label_as_f32"], shipped["documents"])
+        # Run again: the blocks are replaced, not repeated.
+        run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--shipped", model, "--shipped-variant",
+             "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
+             "--workdir", os.path.join(self.w, "eval"), "--markdown", md] + self.common)
+        text = read_text(md)
+        self.assertEqual(text.count("## The shipped model"), 1)
+        self.assertEqual(text.count("Hand-written."), 1)
+
+    def test_5c_pick_model_rule(self):
+        sys.path.insert(0, SCRIPTS)
+        import pick_model
+
+        def row(v, acc, dps):
+            return dict(task="spam2", variant=v, accuracy=acc, docs_per_second=dps)
+        table = [row("bert", 0.975, 10.0), row("a", 0.972, 18.0), row("b", 0.970, 25.0),
+                 row("c", 0.980, 30.0), row("d", 0.960, 40.0)]
+        pick = lambda c: pick_model.choose(table, "spam2", "bert", c, 1.0, 2.0)  # noqa: E731
+        self.assertEqual(pick(["a", "b"])[0], "b")       # a is too slow
+        self.assertEqual(pick(["a", "b", "c"])[0], "c")  # the most accurate of those fast enough
+        chosen, _, warning = pick(["a"])                  # none fast enough: within 1 point
+        self.assertEqual((chosen, warning is not None), ("a", True))
+        chosen, _, warning = pick(["d"])                  # none within 1 point either
+        self.assertEqual((chosen, warning is not None), ("d", True))
+        with self.assertRaises(ValueError):
+            pick(["e"])
+
     def test_6_build_script_parses(self):
         out, _ = run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--help"])
         self.assertIn("--budget-minutes", out)

@@ -73,11 +73,11 @@ def parse_trace(stderr: str) -> List[LayerTrace]:
 
 
 def classify(winnow: str, model: str, paths: List[str], batch: int = 16,
-             trace: bool = True, env=None) -> EngineRun:
+             trace: bool = True, env=None, top_k: int = 5) -> EngineRun:
     """Runs `winnow classify` over the files; a document the engine cannot
     classify is listed in errors (exit code 1), anything else failing
     raises."""
-    cmd = [winnow, "classify", "--model", model, "--batch", str(batch), "--top-k", "5"]
+    cmd = [winnow, "classify", "--model", model, "--batch", str(batch), "--top-k", str(top_k)]
     if trace:
         cmd.append("--trace")
     t0 = time.monotonic()

@@ -80,6 +80,8 @@ VARIANTS: Dict[str, Variant] = OrderedDict((v.name, v) for v in (
             description=f"fuzzy pruning, reading B, p = {LOW_P}"),
     Variant("ours-C-P3", combine_layer=3, description="combining at P = 3, no pruning"),
     Variant("ours-C-P5", combine_layer=5, description="combining at P = 5, no pruning"),
+    Variant("ours-PFC-P2", 0.9, combine_layer=2,
+            description="fuzzy pruning (A, p = 0.9) + combining at P = 2"),
     Variant("ours-PFC-P3", 0.9, combine_layer=3,
             description="fuzzy pruning (A, p = 0.9) + combining at P = 3"),
     Variant("ours-PFC-P5", 0.9, combine_layer=5,
