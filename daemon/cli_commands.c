@@ -109,14 +109,12 @@ int cli_inspect(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "m:h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': model_path = optarg; break;
-		case 'h': puts("usage: winnow inspect --model FILE"); return 0;
+		case 'h': puts("usage: winnow inspect [--model FILE]   (default: as classify)"); return 0;
 		default: return 2;
 		}
 	}
-	if (!model_path) {
-		fputs("winnow: inspect needs --model FILE\n", stderr);
-		return 2;
-	}
+	if (!model_path)
+		model_path = cli_default_model();
 	winnow_model_t *m = cli_load_model(model_path);
 	if (!m)
 		return 2;
@@ -384,8 +382,10 @@ static void print_trace(const classifier_t *c)
 }
 
 static const char classify_usage[] =
-	"usage: winnow classify --model FILE [options] [TEXTFILE...]\n"
+	"usage: winnow classify [--model FILE] [options] [TEXTFILE...]\n"
 	"Each file (stdin when none) is one document; one JSON record each.\n"
+	"  --model FILE         default $WINNOW_MODEL, else the shipped\n"
+	"                       model/weights/spam.wnn\n"
 	"  --top-k N            retained tokens per document (default 10)\n"
 	"  --stride N           text tokens between window starts (default: a\n"
 	"                       whole window, no overlap)\n"
@@ -433,10 +433,8 @@ int cli_classify(int argc, char **argv)
 		default: return 2;
 		}
 	}
-	if (!model_path) {
-		fputs("winnow: classify needs --model FILE\n", stderr);
-		return 2;
-	}
+	if (!model_path)
+		model_path = cli_default_model();
 	if (!(c.model = cli_load_model(model_path)))
 		return 2;
 	c.cfg = winnow_model_config(c.model);

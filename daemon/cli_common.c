@@ -16,6 +16,16 @@ winnow_model_t *cli_load_model(const char *path)
 	return m;
 }
 
+#ifndef WINNOW_DEFAULT_MODEL
+#define WINNOW_DEFAULT_MODEL "model/weights/spam.wnn"
+#endif
+
+const char *cli_default_model(void)
+{
+	const char *env = getenv("WINNOW_MODEL");
+	return env && *env ? env : WINNOW_DEFAULT_MODEL;
+}
+
 int cli_read_file(const char *path, char **buf, size_t *cap, size_t *len,
 		  size_t max_bytes, char *errstr, size_t errstr_size)
 {

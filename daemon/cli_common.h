@@ -19,6 +19,12 @@ int cli_bench(int argc, char **argv);
 winnow_model_t *cli_load_model(const char *path);
 
 /*
+ * The model of `classify` and `inspect` without --model: $WINNOW_MODEL, else
+ * the shipped model/weights/spam.wnn of the source tree winnow was built from.
+ */
+const char *cli_default_model(void);
+
+/*
  * Reads a whole file (path "-" = stdin) into *buf (grown with realloc; *cap
  * is its size) and sets *len. Refuses files over max_bytes. 0 on success,
  * else -1 with the reason in errstr.

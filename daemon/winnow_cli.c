@@ -1,9 +1,9 @@
 /*
  * winnow_cli.c: the `winnow` command-line tool.
  *
- *   winnow classify --model FILE [--top-k N] [TEXTFILE...]
+ *   winnow classify [--model FILE] [--top-k N] [TEXTFILE...]
  *   winnow tokenize (--model FILE | --vocab FILE)
- *   winnow inspect  --model FILE
+ *   winnow inspect  [--model FILE]
  *   winnow logits   --model FILE [--batch N]
  *   winnow bench    --model FILE [--seq-len N] [--batch N] [--repeat N] ...
  *   winnow bench    --tokenizer (--model FILE | --vocab FILE) FILE...
@@ -27,12 +27,14 @@ static void usage(FILE *f)
 	fputs("usage: winnow <command> [options]\n"
 	      "\n"
 	      "commands:\n"
-	      "  classify --model FILE [--top-k N] [--batch N] [TEXTFILE...]\n"
+	      "  classify [--model FILE] [--top-k N] [--batch N] [TEXTFILE...]\n"
 	      "                         classify each file (stdin when none) as one document;\n"
-	      "                         one JSON object per document, the daemon's schema\n"
+	      "                         one JSON object per document, the daemon's schema;\n"
+	      "                         the model defaults to $WINNOW_MODEL, else the shipped\n"
+	      "                         model/weights/spam.wnn\n"
 	      "  tokenize (--model FILE | --vocab FILE)\n"
 	      "                         token ids of each stdin line, with [CLS]/[SEP]\n"
-	      "  inspect --model FILE   the model's configuration, kernels and BLAS in use\n"
+	      "  inspect [--model FILE] the model's configuration, kernels and BLAS in use\n"
 	      "  logits --model FILE [--batch N]\n"
 	      "                         raw logits of windows given as lines of token ids\n"
 	      "  bench --model FILE [--seq-len N] [--batch N] [--repeat N] [--warmup N]\n"

@@ -90,6 +90,19 @@ class Cli(unittest.TestCase):
                         stdin=read(doc), check=0)
         self.assertEqual(rec["tokens"], len(ids.split()) - 2)
 
+    def test_default_model_is_winnow_model_env(self):
+        env = dict(os.environ, WINNOW_MODEL=self.model)
+        p = subprocess.run([self.w, "classify"], input=b"hello world", env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(json.loads(p.stdout)["model"], "tiny 0.1")
+        env["WINNOW_MODEL"] = os.path.join(ARGS.workdir, "no-such.wnn")
+        p = subprocess.run([self.w, "classify"], input=b"hello", env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(p.returncode, 2)
+        self.assertEqual(p.stdout, b"")
+        self.assertIn("no-such.wnn", p.stderr.decode())
+
     def test_stdin_is_one_document(self):
         (rec,), _ = self.classify(stdin=b"hello\nworld\n")
         self.assertEqual(rec["id"], "-")
