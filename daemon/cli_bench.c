@@ -12,6 +12,7 @@
 
 #include <cblas.h>
 #include <getopt.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
@@ -116,6 +117,90 @@ out_free:
 	free(B);
 	free(A);
 	return median;
+}
+
+/* ---- FMA peak ------------------------------------------------------------------ */
+
+/*
+ * The machine's single-precision FMA rate: independent accumulators, no
+ * memory traffic, one loop per thread, all threads at once. It bounds what
+ * any GEMM (OpenBLAS's, torch's, a custom one) can reach here, so the
+ * sgemm rates of --gemm can be read as a fraction of it.
+ */
+#define PEAK_ACC 12
+
+__attribute__((target("avx512f"))) static float fma_loop_avx512(uint64_t iters)
+{
+	__m512 acc[PEAK_ACC], a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
+	for (int j = 0; j < PEAK_ACC; j++)
+		acc[j] = _mm512_set1_ps((float)j);
+	for (uint64_t i = 0; i < iters; i++)
+		for (int j = 0; j < PEAK_ACC; j++)
+			acc[j] = _mm512_fmadd_ps(acc[j], a, b);
+	for (int j = 1; j < PEAK_ACC; j++)
+		acc[0] = _mm512_add_ps(acc[0], acc[j]);
+	return _mm512_reduce_add_ps(acc[0]);
+}
+
+__attribute__((target("avx2,fma"))) static float fma_loop_avx2(uint64_t iters)
+{
+	__m256 acc[PEAK_ACC], a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
+	for (int j = 0; j < PEAK_ACC; j++)
+		acc[j] = _mm256_set1_ps((float)j);
+	for (uint64_t i = 0; i < iters; i++)
+		for (int j = 0; j < PEAK_ACC; j++)
+			acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+	float out[8];
+	for (int j = 1; j < PEAK_ACC; j++)
+		acc[0] = _mm256_add_ps(acc[0], acc[j]);
+	_mm256_storeu_ps(out, acc[0]);
+	return out[0];
+}
+
+typedef struct {
+	int avx512;
+	uint64_t iters;
+	float sink;
+} peak_job_t;
+
+static void *peak_thread(void *arg)
+{
+	peak_job_t *j = arg;
+	j->sink = j->avx512 ? fma_loop_avx512(j->iters) : fma_loop_avx2(j->iters);
+	return NULL;
+}
+
+static int bench_peak(unsigned threads, unsigned repeat, int json)
+{
+	int avx512 = __builtin_cpu_supports("avx512f");
+	if (!avx512 && !(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))) {
+		fputs("winnow: bench --peak needs AVX2 and FMA or AVX-512\n", stderr);
+		return 2;
+	}
+	double lanes = avx512 ? 16 : 8, best = 0;
+	peak_job_t jobs[64];
+	pthread_t t[64];
+	for (unsigned r = 0; r < repeat + 1; r++) {
+		for (unsigned i = 0; i < threads; i++)
+			jobs[i] = (peak_job_t){ .avx512 = avx512, .iters = 20u * 1000 * 1000 };
+		double t0 = now_s();
+		for (unsigned i = 1; i < threads; i++)
+			pthread_create(&t[i], NULL, peak_thread, &jobs[i]);
+		peak_thread(&jobs[0]);
+		for (unsigned i = 1; i < threads; i++)
+			pthread_join(t[i], NULL);
+		double flops = 2.0 * lanes * PEAK_ACC * (double)jobs[0].iters * threads;
+		double rate = flops / (now_s() - t0) * 1e-9;
+		if (r && rate > best) /* the first round warms the clocks up */
+			best = rate;
+	}
+	if (json)
+		printf("{\"threads\": %u, \"isa\": \"%s\", \"peak_gflops\": %.1f}\n", threads,
+		       avx512 ? "avx512" : "avx2", best);
+	else
+		printf("peak: %.1f GFLOP/s single-precision FMA, %s, %u thread(s) at once (best of %u)\n",
+		       best, avx512 ? "AVX-512" : "AVX2", threads, repeat);
+	return 0;
 }
 
 /* ---- engine --------------------------------------------------------------- */
@@ -389,13 +474,14 @@ int cli_bench(int argc, char **argv)
 		{ "workers", required_argument, NULL, 'W' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "gemm", no_argument, NULL, 'g' },
+		{ "peak", no_argument, NULL, 'P' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	bench_opts_t o = { .seq_len = 128, .batch = 1, .repeat = 10, .warmup = 2 };
 	const char *vocab_path = NULL;
-	int tokenizer = 0, c;
-	while ((c = getopt_long(argc, argv, "m:v:Ts:b:r:w:t:W:jgh", opts, NULL)) != -1) {
+	int tokenizer = 0, peak = 0, c;
+	while ((c = getopt_long(argc, argv, "m:v:Ts:b:r:w:t:W:jgPh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm': o.model_path = optarg; break;
 		case 'v': vocab_path = optarg; break;
@@ -408,18 +494,22 @@ int cli_bench(int argc, char **argv)
 		case 'W': o.workers = cli_parse_uint("--workers", optarg, 1, 64); break;
 		case 'j': o.json = 1; break;
 		case 'g': o.gemm = 1; break;
+		case 'P': peak = 1; break;
 		case 'h':
 			puts("usage: winnow bench --model FILE [--seq-len N] [--batch N] [--repeat N]\n"
 			     "                    [--warmup N] [--threads N] [--workers N] [--json] [--gemm]\n"
 			     "  --workers N  split the batch over N threads, each with its own context\n"
 			     "               and single-threaded BLAS (winnowd's layout)\n"
-			     "       winnow bench --tokenizer (--model FILE | --vocab FILE) [--repeat N] FILE...");
+			     "       winnow bench --tokenizer (--model FILE | --vocab FILE) [--repeat N] FILE...\n"
+			     "       winnow bench --peak [--threads N] [--repeat N]   the FP32 FMA peak");
 			return 0;
 		default: return 2;
 		}
 	}
 	if (o.threads)
 		openblas_set_num_threads((int)o.threads);
+	if (peak)
+		return bench_peak(o.threads ? o.threads : 2, o.repeat < 3 ? 3 : o.repeat, o.json);
 	if (tokenizer) {
 		if (!o.model_path == !vocab_path) {
 			fputs("winnow: bench --tokenizer needs --model FILE or --vocab FILE\n", stderr);

@@ -167,6 +167,10 @@ run_torch() { # run_torch LEN BATCH REPEAT WARMUP ROUND
 # before and after goes into the output so a reader can judge the figures.
 load_start=$(cut -d' ' -f1 /proc/loadavg)
 start=$SECONDS
+# The FP32 FMA peak of the same threads: no GEMM, OpenBLAS's or torch's or
+# the engine's, can exceed it, so it bounds any speed-up at equal precision.
+peak=$("$winnow" bench --peak --threads "$threads" --json) || die "winnow bench --peak failed"
+printf '{"side": "peak", "round": 0, "run": %s}\n' "$peak" >>"$results"
 for s in $shapes; do
   len=${s%x*} batch=${s#*x}
   tokens=$((len * batch))
@@ -215,15 +219,18 @@ def best(side, shape):
 
 
 shapes = [tuple(int(x) for x in s.split("x")) for s in env["WINNOW_BENCH_SHAPES"].split()]
+peak = next((r["run"]["peak_gflops"] for r in runs if r["side"] == "peak"), float("nan"))
 print("| seq len | batch | winnow median ms | torch median ms | speed-up (torch/winnow) "
-      "| engine GEMM GFLOP/s | OpenBLAS-alone GFLOP/s | GEMM efficiency % |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+      "| engine GEMM GFLOP/s | OpenBLAS-alone GFLOP/s | GEMM efficiency % "
+      "| OpenBLAS alone, % of FMA peak |")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for shape in shapes:
     w, t = best("winnow", shape), best("torch", shape)
     eff = 100 * w["gemm_gflops"] / w["sgemm_alone_gflops"]
     print(f"| {shape[0]} | {shape[1]} | {w['median_ms']:.1f} | {t['median_ms']:.1f} "
           f"| {t['median_ms'] / w['median_ms']:.2f} | {w['gemm_gflops']:.0f} "
-          f"| {w['sgemm_alone_gflops']:.0f} | {eff:.0f} |")
+          f"| {w['sgemm_alone_gflops']:.0f} | {eff:.0f} "
+          f"| {100 * w['sgemm_alone_gflops'] / peak:.0f} |")
 
 w0 = next(r["run"] for r in runs if r["side"] == "winnow")
 t0 = next(r["run"] for r in runs if r["side"] == "torch")
@@ -236,7 +243,8 @@ print(f"Measured {env['WINNOW_BENCH_DATE']} on {env['WINNOW_BENCH_CPU']}, "
       f"(OPENBLAS_CORETYPE={env['WINNOW_BENCH_CORETYPE'] or 'unset'}); "
       f"{w0['threads']} threads each side; winnow kernels {w0['kernels']}; "
       f"torch {t0['torch']}; best median of {rounds} round(s) per side. "
-      f"Share of the engine's forward time in sgemm: {share}.")
+      f"Share of the engine's forward time in sgemm: {share}. FP32 FMA peak of "
+      f"{w0['threads']} threads (`winnow bench --peak`): {peak:.0f} GFLOP/s.")
 
 load = [float(x) for x in env["WINNOW_BENCH_LOAD"].split()]
 nproc = int(env["WINNOW_BENCH_NPROC"])
