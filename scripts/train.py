@@ -105,7 +105,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    jobs = [(t, v, s) for t in args.tasks for v in args.variants for s in args.seeds]
+    # Seed-major: a whole table of one seed is finished before the next seed starts.
+    jobs = [(t, v, s) for s in args.seeds for t in args.tasks for v in args.variants]
     for k, (t, v, s) in enumerate(jobs, 1):
         if len(jobs) > 1:
             progress.log(f"== run {k}/{len(jobs)}: {t}/{v}/seed{s}")
