@@ -39,10 +39,12 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
 from winnow_ref import checkpoint, wnn  # noqa: E402
+from equivalence_common import run_side  # noqa: E402
 
 PYTHON = "/usr/bin/python3"
 TEXT_LENGTHS = [1, 2, 7, 64, 127, 300, 510]
@@ -159,33 +161,11 @@ def engine_command(args, wnn_path, ckpt_dir, batch):
                                               batch=batch))
 
 
-def engine_env():
-    """Two threads for OpenBLAS/OpenMP unless the caller chose: the machine
-    has 2 cores and the results must not depend on the scheduling."""
-    env = dict(os.environ)
-    env.setdefault("OPENBLAS_NUM_THREADS", "2")
-    env.setdefault("OMP_NUM_THREADS", "2")
-    return env
-
-
 def run_engine(cmd, windows_text, n_windows, n_labels, timeout, save_as):
     """Runs the engine; returns (logits per window, seconds) or raises
     RuntimeError with a message that says what was wrong."""
     shown = " ".join(shlex.quote(c) for c in cmd)
-    t0 = time.monotonic()
-    try:
-        r = subprocess.run(cmd, input=windows_text, capture_output=True, text=True,
-                           timeout=timeout, env=engine_env())
-    except FileNotFoundError:
-        raise RuntimeError(f"cannot run '{cmd[0]}': no such file") from None
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"'{shown}' did not finish in {timeout:g} s") from None
-    seconds = time.monotonic() - t0
-    with open(save_as, "w") as f:
-        f.write(r.stdout)
-    if r.returncode != 0:
-        raise RuntimeError(f"'{shown}' exited {r.returncode}:\n{r.stderr.strip()}")
-    lines = r.stdout.splitlines()
+    lines, seconds = run_side(cmd, windows_text, timeout, save_as)
     if len(lines) != n_windows:
         raise RuntimeError(f"'{shown}' printed {len(lines)} lines for {n_windows} windows")
     out = []

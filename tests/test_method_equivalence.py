@@ -66,8 +66,10 @@ from typing import List, Optional
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
 sys.path.insert(0, SCRIPTS)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from winnow_ref.prune import keep_count  # noqa: E402  (stdlib only, no torch)
+from equivalence_common import run_side  # noqa: E402
 
 PYTHON = "/usr/bin/python3"  # Debian's: the only one with torch
 MIN_AGREE = 0.99             # PAPER.md 8: same kept sets on >= 99% of windows
@@ -310,35 +312,6 @@ def make_corpus(args, winnow_wnn, shape: Shape, corpus: Corpus):
 # ---------------------------------------------------------------------------
 # The two sides
 # ---------------------------------------------------------------------------
-
-
-def engine_env():
-    """Two threads for OpenBLAS unless the caller chose (scripts/blas_env.sh
-    also picks the core type; ctest inherits it from scripts/test.sh)."""
-    env = dict(os.environ)
-    env.setdefault("OPENBLAS_NUM_THREADS", "2")
-    env.setdefault("OMP_NUM_THREADS", "2")
-    return env
-
-
-def run_side(cmd, stdin_text, timeout, save_as):
-    """Runs one side; returns (stdout lines, seconds) or raises
-    RuntimeError saying what was wrong."""
-    shown = " ".join(shlex.quote(c) for c in cmd)
-    t0 = time.monotonic()
-    try:
-        r = subprocess.run(cmd, input=stdin_text, capture_output=True, text=True,
-                           timeout=timeout, env=engine_env())
-    except FileNotFoundError:
-        raise RuntimeError(f"cannot run '{cmd[0]}': no such file") from None
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"'{shown}' did not finish in {timeout:g} s") from None
-    seconds = time.monotonic() - t0
-    with open(save_as, "w") as f:
-        f.write(r.stdout)
-    if r.returncode != 0:
-        raise RuntimeError(f"'{shown}' exited {r.returncode}:\n{r.stderr.strip()}")
-    return r.stdout.splitlines(), seconds
 
 
 def parse_logits(text, n_labels, where):
