@@ -17,29 +17,23 @@ Examples:
   /usr/bin/python3 scripts/evaluate.py --task all --variant all --seed 1,2,3
 """
 
-import argparse
 import os
 import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from winnow_train import evaluation, paths, procenv, tasks  # noqa: E402
+from winnow_train import cli, evaluation, paths, procenv, tasks  # noqa: E402
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap = cli.parser(__doc__)
     ap.add_argument("--task", default="all", help="comma-separated tasks or 'all' (default all)")
     ap.add_argument("--variant", default="all", help="comma-separated variants or 'all' (default all)")
     ap.add_argument("--seed", default="1,2,3", help="comma-separated seeds (default 1,2,3)")
     ap.add_argument("--runs", metavar="DIR",
                     help="run directories (default ${WINNOW_CACHE:-~/.cache/winnow}/runs)")
-    ap.add_argument("--data-root", metavar="DIR",
-                    help="prepared data (default ${WINNOW_CACHE:-~/.cache/winnow}/data)")
-    ap.add_argument("--splits-dir", default=paths.SPLITS, metavar="DIR",
-                    help="split manifests (default scripts/splits)")
+    cli.add_data_args(ap, vocab=False)
     ap.add_argument("--winnow", default=paths.DEFAULT_WINNOW, metavar="BIN",
                     help="the winnow binary (default build/winnow)")
     ap.add_argument("--workdir", metavar="DIR",
@@ -70,16 +64,10 @@ def parse_args(argv=None):
     ap.add_argument("--results-json", metavar="FILE",
                     help="all numbers (default RUNS/results.json)")
     args = ap.parse_args(argv)
-    try:
-        args.tasks = tasks.parse_list(args.task, tasks.TASKS, "task")
-        args.variants = tasks.parse_list(args.variant, tasks.VARIANTS, "variant")
-        args.seeds = [int(s) for s in args.seed.split(",") if s.strip()]
-    except ValueError as e:
-        ap.error(str(e))
+    cli.parse_selection(ap, args)
     if not os.access(args.winnow, os.X_OK):
         ap.error(f"no winnow binary at '{args.winnow}' (cmake --build build --target winnow)")
-    args.runs = args.runs or os.path.join(paths.cache_root(), "runs")
-    args.data_root = args.data_root or os.path.join(paths.cache_root(), "data")
+    cli.default_dirs(args)
     if args.shipped:
         args.shipped = os.path.abspath(args.shipped)
     args.workdir = args.workdir or os.path.join(paths.cache_root(), "eval")

@@ -13,38 +13,23 @@ Example (the default build's stage; docs/training.md):
   /usr/bin/python3 scripts/pretrain.py --max-minutes 40
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from winnow_train import mlm, paths, procenv  # noqa: E402
+from winnow_train import cli, mlm, paths, procenv  # noqa: E402
 
 
 def parse_args(argv=None):
-    d = mlm.Shape()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap = cli.parser(__doc__)
     ap.add_argument("--out", metavar="DIR",
                     help="run directory (default ${WINNOW_CACHE:-~/.cache/winnow}/runs/pretrain)")
-    ap.add_argument("--data-root", metavar="DIR",
-                    help="prepared data (default ${WINNOW_CACHE:-~/.cache/winnow}/data)")
-    ap.add_argument("--splits-dir", default=paths.SPLITS, metavar="DIR",
-                    help="split manifests (default scripts/splits)")
-    ap.add_argument("--vocab", default=paths.VOCAB, metavar="FILE",
-                    help="vocab.txt (default model/weights/vocab.txt)")
+    cli.add_data_args(ap)
     ap.add_argument("--max-minutes", type=float, metavar="M",
                     help="training-time budget in minutes, summed over resumptions")
     ap.add_argument("--max-steps", type=int, metavar="N", help="optimiser-step budget")
-    ap.add_argument("--layers", type=int, default=d.layers, help=f"encoder layers (default {d.layers})")
-    ap.add_argument("--hidden", type=int, default=d.hidden, help=f"hidden size (default {d.hidden})")
-    ap.add_argument("--heads", type=int, default=d.heads, help=f"attention heads (default {d.heads})")
-    ap.add_argument("--intermediate", type=int, default=d.intermediate,
-                    help=f"feed-forward size (default {d.intermediate})")
-    ap.add_argument("--max-position", type=int, default=d.max_position,
-                    help=f"position embeddings = longest window (default {d.max_position})")
+    cli.add_shape_args(ap)
     ap.add_argument("--seq-len", type=int, default=128, metavar="N",
                     help="window length incl. [CLS]/[SEP] (default 128, BERT's first phase)")
     ap.add_argument("--batch-size", type=int, default=32, metavar="B", help="windows per step (default 32)")

@@ -21,14 +21,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from winnow_train import finetune, mlm, paths, procenv, progress, tasks  # noqa: E402
+from winnow_train import cli, finetune, procenv, progress, tasks  # noqa: E402
 
 
 def parse_args(argv=None):
-    d = mlm.Shape()
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog=__doc__.split("\n\n", 1)[1])
+    ap = cli.parser(__doc__)
     ap.add_argument("--task", default=tasks.DEFAULT_TASK,
                     help=f"comma-separated tasks or 'all' ({', '.join(tasks.TASKS)}; "
                          f"default {tasks.DEFAULT_TASK})")
@@ -42,12 +39,7 @@ def parse_args(argv=None):
     ap.add_argument("--encoder", metavar="DIR",
                     help="pretrained encoder checkpoint (default RUNS/pretrain/encoder; "
                          "'none' trains from random weights)")
-    ap.add_argument("--data-root", metavar="DIR",
-                    help="prepared data (default ${WINNOW_CACHE:-~/.cache/winnow}/data)")
-    ap.add_argument("--splits-dir", default=paths.SPLITS, metavar="DIR",
-                    help="split manifests (default scripts/splits)")
-    ap.add_argument("--vocab", default=paths.VOCAB, metavar="FILE",
-                    help="vocab.txt (default model/weights/vocab.txt)")
+    cli.add_data_args(ap)
     ap.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
     ap.add_argument("--max-minutes", type=float, metavar="M",
                     help="training-time budget per run; the schedule is compressed to fit")
@@ -71,25 +63,13 @@ def parse_args(argv=None):
                     help="train on a seeded sample of N documents (quick runs, tests)")
     ap.add_argument("--max-val-docs", type=int, default=0, metavar="N",
                     help="validate on a seeded sample of N documents")
-    ap.add_argument("--layers", type=int, default=d.layers, help="with --encoder none: layers")
-    ap.add_argument("--hidden", type=int, default=d.hidden, help="with --encoder none: hidden size")
-    ap.add_argument("--heads", type=int, default=d.heads, help="with --encoder none: heads")
-    ap.add_argument("--intermediate", type=int, default=d.intermediate,
-                    help="with --encoder none: feed-forward size")
-    ap.add_argument("--max-position", type=int, default=d.max_position,
-                    help="with --encoder none: position embeddings")
+    cli.add_shape_args(ap, when="with --encoder none: ")
     ap.add_argument("--force", action="store_true", help="train again even if finished")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="torch threads (default: all cores)")
     args = ap.parse_args(argv)
-    try:
-        args.tasks = tasks.parse_list(args.task, tasks.TASKS, "task")
-        args.variants = tasks.parse_list(args.variant, tasks.VARIANTS, "variant")
-        args.seeds = [int(s) for s in args.seed.split(",") if s.strip()]
-    except ValueError as e:
-        ap.error(str(e))
-    args.runs = args.runs or os.path.join(paths.cache_root(), "runs")
-    args.data_root = args.data_root or os.path.join(paths.cache_root(), "data")
+    cli.parse_selection(ap, args)
+    cli.default_dirs(args)
     if args.encoder is None:
         args.encoder = os.path.join(args.runs, "pretrain", "encoder")
     if args.encoder.lower() == "none":
