@@ -23,7 +23,7 @@ import torch.nn.functional as F
 
 from . import batching, paths, plots, progress, runstate, splits, tasks
 from .mlm import Shape
-from .model import classifier_from_encoder, lr_factor, parameter_count, seconds
+from .model import classifier_from_encoder, lr_factor, parameter_count, seconds, train_step
 from .tokens import TokenStore
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -209,13 +209,8 @@ def run(args) -> int:
         idx = batches[cursor]
         ids, mask = batching.pad_windows([train_w[i] for i in idx], cls_id, sep_id)
         y = torch.tensor([train_y[i] for i in idx])
-        for g in opt.param_groups:
-            g["lr"] = args.lr * lr_factor(budget.progress(step), args.warmup)
         loss = F.cross_entropy(model(ids, mask), y)
-        opt.zero_grad(set_to_none=False)  # reuse the gradient buffers (procenv.py)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, opt, loss, args.lr * lr_factor(budget.progress(step), args.warmup))
         step += 1
         cursor += 1
         history["step"].append(step)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from . import batching, paths, plots, progress, runstate, splits
-from .model import BertForMaskedLM, lr_factor, parameter_count, seconds
+from .model import BertForMaskedLM, lr_factor, parameter_count, seconds, train_step
 from .tokens import TokenStore
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -170,13 +170,8 @@ def run(args) -> int:
         idx = batches[cursor]
         ids, mask = batching.pad_windows([train[i] for i in idx], cls_id, sep_id)
         ids, labels = batching.mask_tokens(ids, mask, gen, cfg.vocab_size, mask_id)
-        for g in opt.param_groups:
-            g["lr"] = args.lr * lr_factor(budget.progress(step), args.warmup)
         loss, _ = model(ids, mask, labels)
-        opt.zero_grad(set_to_none=False)  # reuse the gradient buffers (procenv.py)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        train_step(model, opt, loss, args.lr * lr_factor(budget.progress(step), args.warmup))
         step += 1
         cursor += 1
         history["step"].append(step)

@@ -230,6 +230,18 @@ def lr_factor(progress: float, warmup: float) -> float:
     return max(0.0, (1.0 - progress) / max(1e-9, 1.0 - warmup))
 
 
+def train_step(model: nn.Module, opt, loss, lr: float) -> None:
+    """One optimiser step at learning rate lr: BERT's recipe of gradient
+    clipping at norm 1; the gradient buffers are zeroed, not freed, so the
+    next step reuses them (procenv.py: fresh pages are slow here)."""
+    for g in opt.param_groups:
+        g["lr"] = lr
+    opt.zero_grad(set_to_none=False)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+
+
 def seconds(t: float) -> str:
     t = int(round(t))
     return f"{t // 3600}:{t % 3600 // 60:02d}:{t % 60:02d}" if t >= 3600 else \
