@@ -129,32 +129,46 @@ out_free:
  */
 #define PEAK_ACC 12
 
+/* Twelve named accumulators, not an array: GCC keeps an array of vectors on
+ * the stack at -O2, and the loop would time loads and stores instead. */
+#define PEAK_BODY(fma)                                                      \
+	do {                                                                \
+		a0 = fma(a0, m, c); a1 = fma(a1, m, c); a2 = fma(a2, m, c); \
+		a3 = fma(a3, m, c); a4 = fma(a4, m, c); a5 = fma(a5, m, c); \
+		a6 = fma(a6, m, c); a7 = fma(a7, m, c); a8 = fma(a8, m, c); \
+		a9 = fma(a9, m, c); a10 = fma(a10, m, c); a11 = fma(a11, m, c); \
+	} while (0)
+
 __attribute__((target("avx512f"))) static float fma_loop_avx512(uint64_t iters)
 {
-	__m512 acc[PEAK_ACC], a = _mm512_set1_ps(0.999999f), b = _mm512_set1_ps(1e-7f);
-	for (int j = 0; j < PEAK_ACC; j++)
-		acc[j] = _mm512_set1_ps((float)j);
+	__m512 m = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+	__m512 a0 = _mm512_set1_ps(0), a1 = _mm512_set1_ps(1), a2 = _mm512_set1_ps(2),
+	       a3 = _mm512_set1_ps(3), a4 = _mm512_set1_ps(4), a5 = _mm512_set1_ps(5),
+	       a6 = _mm512_set1_ps(6), a7 = _mm512_set1_ps(7), a8 = _mm512_set1_ps(8),
+	       a9 = _mm512_set1_ps(9), a10 = _mm512_set1_ps(10), a11 = _mm512_set1_ps(11);
 	for (uint64_t i = 0; i < iters; i++)
-		for (int j = 0; j < PEAK_ACC; j++)
-			acc[j] = _mm512_fmadd_ps(acc[j], a, b);
-	for (int j = 1; j < PEAK_ACC; j++)
-		acc[0] = _mm512_add_ps(acc[0], acc[j]);
-	return _mm512_reduce_add_ps(acc[0]);
+		PEAK_BODY(_mm512_fmadd_ps);
+	__m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
+				 _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
+	s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
+	return _mm512_reduce_add_ps(s);
 }
 
 __attribute__((target("avx2,fma"))) static float fma_loop_avx2(uint64_t iters)
 {
-	__m256 acc[PEAK_ACC], a = _mm256_set1_ps(0.999999f), b = _mm256_set1_ps(1e-7f);
-	for (int j = 0; j < PEAK_ACC; j++)
-		acc[j] = _mm256_set1_ps((float)j);
+	__m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+	__m256 a0 = _mm256_set1_ps(0), a1 = _mm256_set1_ps(1), a2 = _mm256_set1_ps(2),
+	       a3 = _mm256_set1_ps(3), a4 = _mm256_set1_ps(4), a5 = _mm256_set1_ps(5),
+	       a6 = _mm256_set1_ps(6), a7 = _mm256_set1_ps(7), a8 = _mm256_set1_ps(8),
+	       a9 = _mm256_set1_ps(9), a10 = _mm256_set1_ps(10), a11 = _mm256_set1_ps(11);
 	for (uint64_t i = 0; i < iters; i++)
-		for (int j = 0; j < PEAK_ACC; j++)
-			acc[j] = _mm256_fmadd_ps(acc[j], a, b);
+		PEAK_BODY(_mm256_fmadd_ps);
+	__m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+				 _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+	s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
 	float out[8];
-	for (int j = 1; j < PEAK_ACC; j++)
-		acc[0] = _mm256_add_ps(acc[0], acc[j]);
-	_mm256_storeu_ps(out, acc[0]);
-	return out[0];
+	_mm256_storeu_ps(out, s);
+	return out[0] + out[1] + out[2] + out[3] + out[4] + out[5] + out[6] + out[7];
 }
 
 typedef struct {
