@@ -564,18 +564,57 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *value,
 	return 0;
 }
 
-/* The common settings, then kafka.properties, which win. */
-static rd_kafka_conf_t *make_conf(kio_t *k, char *errstr, size_t errstr_size)
+/*
+ * Whether a property belongs to the consumer ('C'), the producer ('P') or
+ * both ('*'), from the table librdkafka prints of its own properties; 0 for
+ * a name it does not list. kafka.properties is one list for both clients,
+ * and a consumer property set on the producer makes librdkafka log a
+ * CONFWARN at every start (and the reverse).
+ */
+static char property_scope(const char *name)
+{
+	char *table = NULL, *line, *save = NULL;
+	size_t size = 0, len = strlen(name);
+	char scope = 0;
+	FILE *f = open_memstream(&table, &size);
+	if (!f)
+		return 0;
+	rd_kafka_conf_properties_show(f);
+	fclose(f);
+	/* Rows are "name   |  C  | range | ...": the global table comes first,
+	 * so a name listed again among the topic properties keeps its first
+	 * scope. */
+	for (line = strtok_r(table, "\n", &save); line && !scope;
+	     line = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(line, name, len) || (line[len] != ' ' && line[len] != '|'))
+			continue;
+		char *bar = strchr(line + len, '|');
+		while (bar && *++bar == ' ')
+			;
+		if (bar && (*bar == 'C' || *bar == 'P' || *bar == '*'))
+			scope = *bar;
+	}
+	free(table);
+	return scope;
+}
+
+/* The common settings, then those of kafka.properties that apply to this
+ * client (role 'C' or 'P'), which win. */
+static rd_kafka_conf_t *make_conf(kio_t *k, char role, char *errstr, size_t errstr_size)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	const winnow_config_t *c = k->cfg;
 	if (conf_set(conf, "bootstrap.servers", c->kafka.brokers, errstr, errstr_size) ||
 	    conf_set(conf, "client.id", c->kafka.client_id, errstr, errstr_size))
 		goto out_destroy;
-	for (size_t i = 0; i < c->kafka.n_properties; i++)
+	for (size_t i = 0; i < c->kafka.n_properties; i++) {
+		char scope = property_scope(c->kafka.properties[i].name);
+		if (scope == (role == 'C' ? 'P' : 'C'))
+			continue;
 		if (conf_set(conf, c->kafka.properties[i].name,
 			     c->kafka.properties[i].value, errstr, errstr_size))
 			goto out_destroy;
+	}
 	return conf;
 out_destroy:
 	rd_kafka_conf_destroy(conf);
@@ -614,7 +653,7 @@ static int make_clients(kio_t *k, char *errstr, size_t errstr_size)
 		 (uint64_t)c->limits.max_input_bytes + 65536);
 
 	/* Producer: idempotent, acks=all, retries until delivered. */
-	rd_kafka_conf_t *pc = make_conf(k, errstr, errstr_size);
+	rd_kafka_conf_t *pc = make_conf(k, 'P', errstr, errstr_size);
 	if (!pc)
 		return -1;
 	if ((!has_property(c, "enable.idempotence") &&
@@ -641,7 +680,7 @@ static int make_clients(kio_t *k, char *errstr, size_t errstr_size)
 	}
 
 	/* Consumer: offsets stored by hand, after delivery; auto-committed. */
-	rd_kafka_conf_t *cc = make_conf(k, errstr, errstr_size);
+	rd_kafka_conf_t *cc = make_conf(k, 'C', errstr, errstr_size);
 	if (!cc)
 		return -1;
 	char group[512];
