@@ -118,6 +118,7 @@ want() { # want STAGE: in --stages and not in --skip
 
 source scripts/blas_env.sh
 cache=${WINNOW_CACHE:-$HOME/.cache/winnow}
+mkdir -p "$cache"
 runs=$cache/runs
 task=spam2
 base_variant=bert
