@@ -32,54 +32,80 @@ static uint32_t argmax_column(const float *logits, uint32_t m, size_t ld)
 	return best;
 }
 
-size_t winnow_combine_forward(winnow_ctx_t *ctx, uint32_t nw,
-			      winnow_layer_stats_t *st)
+/* Row of window i's first embedded token in the gathered E. */
+static size_t e_row(const winnow_ctx_t *ctx, uint32_t i)
+{
+	size_t r = 0;
+	for (uint32_t w = 0; w < i; w++)
+		r += ctx->win_tok[w];
+	return r;
+}
+
+/* Rows [r0, r1) of a [* x d] matrix: dst = LayerNorm(src). */
+static void layernorm_rows(const winnow_ctx_t *ctx, float *dst, const float *src,
+			   size_t r0, size_t r1, const float *gamma,
+			   const float *beta)
+{
+	size_t d = ctx->model->cfg.hidden_size;
+	if (r1 <= r0)
+		return;
+	memcpy(dst + r0 * d, src + r0 * d, (r1 - r0) * d * sizeof(float));
+	ctx->k->add_layernorm(dst + r0 * d, NULL, NULL, gamma, beta, r1 - r0, d,
+			      (float)ctx->model->cfg.layer_norm_eps);
+}
+
+void winnow_combine_forward(winnow_ctx_t *ctx, unsigned tid,
+			    winnow_layer_stats_t *st)
 {
 	const winnow_model_t *model = ctx->model;
 	const winnow_combine_weights_t *cw = &model->combine;
 	size_t d = model->cfg.hidden_size, m = model->cfg.combine_tokens;
-	float eps = (float)model->cfg.layer_norm_eps;
-	size_t te = 0;
+	uint32_t nw = ctx->n_windows;
+	size_t te = e_row(ctx, nw), wm = nw * m, r0, r1;
+	winnow_gemm_t g;
 
 	/* Gather E and C of every window into contiguous rows. */
 	float *e = ctx->ffn, *c = ctx->attn;
-	for (uint32_t i = 0; i < nw; i++) {
+	for (uint32_t i = tid; i < nw; i += ctx->threads) {
 		const float *x = ctx->x + (size_t)ctx->win_off[i] * d;
 		size_t t = ctx->win_tok[i];
-		memcpy(e + te * d, x, t * d * sizeof(float));
+		memcpy(e + e_row(ctx, i) * d, x, t * d * sizeof(float));
 		memcpy(c + i * m * d, x + t * d, m * d * sizeof(float));
-		te += t;
-		st->tokens_in += t;
 	}
+	winnow_team_barrier(ctx->team);
+
 	float *c_ln = e + te * d, *e_ln = ctx->tmp;
 	float *k = ctx->qkv, *v = k + te * d, *q = v + te * d;
-	size_t wm = nw * m;
+	winnow_ctx_share(ctx, tid, te, &r0, &r1);
+	layernorm_rows(ctx, e_ln, e, r0, r1, cw->ln_e_w, cw->ln_e_b);
+	winnow_ctx_share(ctx, tid, wm, &r0, &r1);
+	layernorm_rows(ctx, c_ln, c, r0, r1, cw->ln_c_w, cw->ln_c_b);
+	winnow_team_barrier(ctx->team);
 
-	memcpy(e_ln, e, te * d * sizeof(float));
-	ctx->k->add_layernorm(e_ln, NULL, NULL, cw->ln_e_w, cw->ln_e_b, te, d, eps);
-	memcpy(c_ln, c, wm * d * sizeof(float));
-	ctx->k->add_layernorm(c_ln, NULL, NULL, cw->ln_c_w, cw->ln_c_b, wm, d, eps);
-	winnow_gemm(ctx, 1, te, d, d, 1.0f, e_ln, d, cw->k_w, d, 0.0f, k, d);
-	ctx->k->add_bias(k, cw->k_b, te, d);
-	winnow_gemm(ctx, 1, te, d, d, 1.0f, e, d, cw->v_w, d, 0.0f, v, d);
-	ctx->k->add_bias(v, cw->v_b, te, d);
-	winnow_gemm(ctx, 1, wm, d, d, 1.0f, c_ln, d, cw->q_w, d, 0.0f, q, d);
-	ctx->k->add_bias(q, cw->q_b, wm, d);
+	g = winnow_linear(cw->k_w, &cw->k_p, cw->k_b, te, d, d, e_ln, d, k, d);
+	winnow_ctx_gemm(ctx, tid, &g);
+	g = winnow_linear(cw->v_w, &cw->v_p, cw->v_b, te, d, d, e, d, v, d);
+	winnow_ctx_gemm(ctx, tid, &g);
+	g = winnow_linear(cw->q_w, &cw->q_p, cw->q_b, wm, d, d, c_ln, d, q, d);
+	winnow_ctx_gemm(ctx, tid, &g);
 
 	/* Hard assignment and group means, window by window. */
-	float *g = ctx->tmp;
-	float scale = 1.0f / sqrtf((float)d);
-	size_t row = 0;
-	memset(g, 0, wm * d * sizeof(float));
-	for (uint32_t i = 0; i < nw; i++) {
-		size_t t = ctx->win_tok[i];
-		float *gi = g + i * m * d;
-		uint32_t *count = (uint32_t *)ctx->colsum; /* m counters */
+	float *gm = ctx->tmp;
+	float *logits = ctx->members[tid].scores;
+	uint32_t *count = ctx->members[tid].counts;
+	for (uint32_t i = tid; i < nw; i += ctx->threads) {
+		size_t t = ctx->win_tok[i], row = e_row(ctx, i);
+		float *gi = gm + i * m * d;
+		memset(gi, 0, m * d * sizeof(float));
 		memset(count, 0, m * sizeof *count);
-		winnow_gemm(ctx, 1, m, t, d, scale, q + i * m * d, d, k + row * d,
-			    d, 0.0f, ctx->scores, t);
+		winnow_gemm_t lg = {
+			.m = m, .n = t, .k = d, .a = q + i * m * d, .lda = d,
+			.b = k + row * d, .ldb = d, .trans_b = 1,
+			.c = logits, .ldc = t, .alpha = 1.0f / sqrtf((float)d),
+		};
+		winnow_ctx_gemm_alone(ctx, tid, &lg);
 		for (size_t j = 0; j < t; j++) {
-			uint32_t a = argmax_column(ctx->scores + j, (uint32_t)m, t);
+			uint32_t a = argmax_column(logits + j, (uint32_t)m, t);
 			const float *vj = v + (row + j) * d;
 			for (size_t x = 0; x < d; x++)
 				gi[a * d + x] += vj[x];
@@ -90,15 +116,23 @@ size_t winnow_combine_forward(winnow_ctx_t *ctx, uint32_t nw,
 			for (size_t x = 0; x < d; x++)
 				gi[a * d + x] /= denom;
 		}
-		row += t;
-		ctx->win_off[i] = (uint32_t)(i * m);
-		ctx->win_tok[i] = 0;
 	}
+	winnow_team_barrier(ctx->team);
+
+	if (tid == 0) {
+		for (uint32_t i = 0; i < nw; i++) {
+			st->tokens_in += ctx->win_tok[i];
+			ctx->win_off[i] = (uint32_t)(i * m);
+			ctx->win_tok[i] = 0;
+		}
+		st->tokens_kept += wm;
+		ctx->n_rows = wm;
+		memcpy(ctx->x, c, wm * d * sizeof(float));
+	}
+	winnow_team_barrier(ctx->team);
 
 	/* C' = C + G Wo^T + bo, written over x. */
-	memcpy(ctx->x, c, wm * d * sizeof(float));
-	winnow_gemm(ctx, 1, wm, d, d, 1.0f, g, d, cw->o_w, d, 1.0f, ctx->x, d);
-	ctx->k->add_bias(ctx->x, cw->o_b, wm, d);
-	st->tokens_kept += wm;
-	return wm;
+	g = winnow_linear(cw->o_w, &cw->o_p, cw->o_b, wm, d, d, gm, d, ctx->x, d);
+	g.accumulate = 1;
+	winnow_ctx_gemm(ctx, tid, &g);
 }

@@ -19,6 +19,11 @@
  * of a row side by side (head h's Q at columns h*dh .. h*dh+dh-1); weights
  * are [out x in] (torch.nn.Linear), hence the transposed B in every sgemm.
  *
+ * Threads: a context's team (encoder_internal.h) runs the whole pass;
+ * products are split by columns, attention by (window, head), row-wise
+ * steps by rows; the pruning decisions, compaction and the head run on
+ * member 0. Results do not depend on the thread count.
+ *
  * Every buffer is allocated once, in winnow_ctx_new, for the largest batch
  * the context will run: fresh pages cost ~12 us each to fault on these VMs,
  * and a forward pass must not allocate.
@@ -26,6 +31,7 @@
 #include "encoder_internal.h"
 #include "prune.h"
 
+#include <assert.h>
 #include <cblas.h>
 #include <math.h>
 #include <stdio.h>
@@ -36,7 +42,7 @@
 winnow_ctx_params_t winnow_ctx_default_params(void)
 {
 	winnow_ctx_params_t p = { .max_windows = 8, .max_tokens = 8 * 512,
-				  .profile = 0 };
+				  .profile = 0, .threads = 1 };
 	return p;
 }
 
@@ -53,11 +59,25 @@ static void *carve(char **cursor, size_t bytes)
 	return p;
 }
 
+/* The largest B a member packs on the fly (gemm.h), in floats: K^T of a
+ * head (dh x n), V of a head (n x dh), the combining module's K of a
+ * window (d x max_len). */
+static size_t max_packed_b(const winnow_ctx_t *ctx, size_t n)
+{
+	const winnow_model_config_t *c = &ctx->model->cfg;
+	size_t d = c->hidden_size, dh = d / c->num_heads;
+	size_t a = winnow_panels_floats(n, dh), b = winnow_panels_floats(dh, n);
+	size_t e = winnow_panels_floats(ctx->max_len, d);
+	size_t max = a > b ? a : b;
+	return max > e ? max : e;
+}
+
 static size_t arena_layout(winnow_ctx_t *ctx, char *base)
 {
 	const winnow_model_config_t *c = &ctx->model->cfg;
 	size_t R = ctx->max_rows, d = c->hidden_size, W = ctx->max_windows;
 	size_t n = (size_t)ctx->max_len + c->combine_tokens; /* rows of a window */
+	size_t scratch = winnow_gemm_scratch_floats(max_packed_b(ctx, n));
 	char *cur = base;
 
 	ctx->x = carve(&cur, R * d * sizeof(float));
@@ -65,12 +85,11 @@ static size_t arena_layout(winnow_ctx_t *ctx, char *base)
 	ctx->attn = carve(&cur, R * d * sizeof(float));
 	ctx->tmp = carve(&cur, R * d * sizeof(float));
 	ctx->ffn = carve(&cur, R * c->intermediate_size * sizeof(float));
-	ctx->scores = carve(&cur, n * n * sizeof(float));
 	ctx->pooled = carve(&cur, W * d * sizeof(float));
 	ctx->win_off = carve(&cur, W * sizeof(uint32_t));
 	ctx->win_tok = carve(&cur, W * sizeof(uint32_t));
 	ctx->row_pos = carve(&cur, R * sizeof(uint32_t));
-	ctx->colsum = carve(&cur, n * sizeof(double));
+	ctx->head_colsum = carve(&cur, W * c->num_heads * n * sizeof(double));
 	ctx->importance = carve(&cur, n * sizeof(double));
 	ctx->leave = carve(&cur, n);
 	ctx->prune_scratch = carve(&cur, winnow_prune_scratch_size((uint32_t)n));
@@ -78,6 +97,12 @@ static size_t arena_layout(winnow_ctx_t *ctx, char *base)
 	ctx->ret_pos = carve(&cur, W * ctx->max_len * sizeof(uint32_t));
 	ctx->ret_score = carve(&cur, W * ctx->max_len * sizeof(double));
 	ctx->layer_stats = carve(&cur, c->num_layers * sizeof(winnow_layer_stats_t));
+	for (unsigned t = 0; t < ctx->threads; t++) {
+		winnow_member_t *mb = &ctx->members[t];
+		mb->gemm_scratch = carve(&cur, scratch * sizeof(float));
+		mb->scores = carve(&cur, n * n * sizeof(float));
+		mb->counts = carve(&cur, (c->combine_tokens + 1) * sizeof(uint32_t));
+	}
 	return (size_t)(cur - base);
 }
 
@@ -92,6 +117,12 @@ winnow_ctx_t *winnow_ctx_new(const winnow_model_t *model,
 	if (params->max_windows == 0 || params->max_tokens == 0) {
 		snprintf(errstr, errstr_size,
 			 "cannot create engine context: max_windows and max_tokens must be positive");
+		return NULL;
+	}
+	if (params->threads > WINNOW_CTX_MAX_THREADS) {
+		snprintf(errstr, errstr_size,
+			 "cannot create engine context: %u threads, at most %u",
+			 params->threads, WINNOW_CTX_MAX_THREADS);
 		return NULL;
 	}
 	winnow_ctx_t *ctx = calloc(1, sizeof *ctx);
@@ -110,16 +141,34 @@ winnow_ctx_t *winnow_ctx_new(const winnow_model_t *model,
 	ctx->rule.keep_ratio = c->keep_ratio;
 	ctx->rule.fuzzy = c->fuzzy;
 	ctx->rule.fuzzy_mode = c->fuzzy_mode;
+	ctx->threads = params->threads ? params->threads : 1;
+	ctx->members = calloc(ctx->threads, sizeof *ctx->members);
+	if (!ctx->members)
+		goto out_free_ctx;
 
 	size_t total = arena_layout(ctx, NULL);
 	if (posix_memalign(&ctx->arena, 64, total))
-		goto out_free_ctx;
+		goto out_free_members;
 	ctx->arena_bytes = total;
 	/* Fault every page in now, once, rather than in the first forwards. */
 	memset(ctx->arena, 0, total);
 	arena_layout(ctx, ctx->arena);
+
+	ctx->team = winnow_team_new(ctx->threads, errstr, errstr_size);
+	if (!ctx->team) {
+		free(ctx->arena);
+		free(ctx->members);
+		free(ctx);
+		return NULL;
+	}
+	/* The portable kernels call OpenBLAS from every member: one BLAS
+	 * thread each, not a BLAS pool beside the team on the same cores. */
+	if (!ctx->k->packs_weights)
+		openblas_set_num_threads(1);
 	return ctx;
 
+out_free_members:
+	free(ctx->members);
 out_free_ctx:
 	free(ctx);
 out_nomem:
@@ -133,7 +182,9 @@ void winnow_ctx_destroy(winnow_ctx_t *ctx)
 {
 	if (!ctx)
 		return;
+	winnow_team_destroy(ctx->team);
 	free(ctx->arena);
+	free(ctx->members);
 	free(ctx);
 }
 
@@ -162,30 +213,62 @@ uint64_t winnow_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-void winnow_gemm(winnow_ctx_t *ctx, int trans_b, size_t m, size_t n, size_t k,
-		 float alpha, const float *A, size_t lda, const float *B,
-		 size_t ldb, float beta, float *C, size_t ldc)
+void winnow_ctx_share(const winnow_ctx_t *ctx, unsigned tid, size_t n,
+		      size_t *begin, size_t *end)
 {
-	uint64_t t0 = ctx->profile ? winnow_now_ns() : 0;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans,
-		    trans_b ? CblasTrans : CblasNoTrans, (int)m, (int)n, (int)k,
-		    alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
-	if (ctx->profile) {
+	*begin = n * tid / ctx->threads;
+	*end = n * (tid + 1) / ctx->threads;
+}
+
+static void gemm_band(winnow_ctx_t *ctx, unsigned tid, const winnow_gemm_t *g,
+		      size_t col_begin, size_t col_end)
+{
+	winnow_member_t *mb = &ctx->members[tid];
+	ctx->k->gemm(g, col_begin, col_end, mb->gemm_scratch);
+	if (ctx->profile)
+		mb->gemm_flops += 2.0 * (double)g->m * (double)(col_end - col_begin) *
+				  (double)g->k;
+}
+
+void winnow_ctx_gemm(winnow_ctx_t *ctx, unsigned tid, const winnow_gemm_t *g)
+{
+	/* Bands of whole panels, as even as the panel count allows. */
+	size_t panels = (g->n + WINNOW_PANEL_COLS - 1) / WINNOW_PANEL_COLS;
+	size_t p0, p1;
+	winnow_ctx_share(ctx, tid, panels, &p0, &p1);
+	size_t c0 = p0 * WINNOW_PANEL_COLS, c1 = p1 * WINNOW_PANEL_COLS;
+	if (c1 > g->n)
+		c1 = g->n;
+	uint64_t t0 = ctx->profile && tid == 0 ? winnow_now_ns() : 0;
+	if (c0 < c1)
+		gemm_band(ctx, tid, g, c0, c1);
+	winnow_team_barrier(ctx->team);
+	/* Member 0's wall time of the product, its wait for the others
+	 * included, is the team's. */
+	if (ctx->profile && tid == 0)
 		ctx->stats.gemm_ns += winnow_now_ns() - t0;
-		ctx->stats.gemm_flops += 2.0 * (double)m * (double)n * (double)k;
-	}
+}
+
+void winnow_ctx_gemm_alone(winnow_ctx_t *ctx, unsigned tid,
+			   const winnow_gemm_t *g)
+{
+	uint64_t t0 = ctx->profile && tid == 0 ? winnow_now_ns() : 0;
+	gemm_band(ctx, tid, g, 0, g->n);
+	if (ctx->profile && tid == 0)
+		ctx->stats.gemm_ns += winnow_now_ns() - t0;
 }
 
 /*
  * Embedding (PAPER.md 1): x = LayerNorm(word + position + token type 0) for
  * each token, then the m combination tokens as they are (no position or
- * type embedding, no LayerNorm).
+ * type embedding, no LayerNorm). Member tid embeds its share of windows.
  */
-static void embed(winnow_ctx_t *ctx, const winnow_window_t *w, uint32_t nw)
+static void embed(winnow_ctx_t *ctx, unsigned tid, const winnow_window_t *w,
+		  uint32_t nw)
 {
 	const winnow_model_t *m = ctx->model;
 	size_t d = m->cfg.hidden_size, mc = m->cfg.combine_tokens;
-	for (uint32_t i = 0; i < nw; i++) {
+	for (uint32_t i = tid; i < nw; i += ctx->threads) {
 		float *x = ctx->x + (size_t)ctx->win_off[i] * d;
 		uint32_t *pos = ctx->row_pos + ctx->win_off[i];
 		for (uint32_t t = 0; t < w[i].n; t++) {
@@ -209,38 +292,48 @@ static uint32_t win_rows(const winnow_ctx_t *ctx, uint32_t i)
 	return ctx->win_tok[i] + ctx->model->cfg.combine_tokens;
 }
 
-/*
- * Multi-head self-attention of window i over its own rows. With scores set,
- * also s(j) for its embedded tokens (PAPER.md 2, Importance): the mean over
- * heads and over all present query rows of the attention probabilities,
- * summed in double.
- */
-static void attention_window(winnow_ctx_t *ctx, uint32_t i, double *scores)
+static double *colsum_of(const winnow_ctx_t *ctx, uint32_t i, size_t h)
 {
 	const winnow_model_config_t *c = &ctx->model->cfg;
-	size_t d = c->hidden_size, H = c->num_heads, dh = d / H;
-	size_t n = win_rows(ctx, i), t = ctx->win_tok[i];
-	float scale = 1.0f / sqrtf((float)dh); /* PAPER.md 2: sqrt(d/H) */
-	const float *qkv = ctx->qkv + (size_t)ctx->win_off[i] * 3 * d;
-	float *out = ctx->attn + (size_t)ctx->win_off[i] * d;
+	size_t n = (size_t)ctx->max_len + c->combine_tokens;
+	return ctx->head_colsum + ((size_t)i * c->num_heads + h) * n;
+}
 
-	if (scores)
-		memset(ctx->colsum, 0, t * sizeof(double));
-	for (size_t h = 0; h < H; h++) {
-		const float *q = qkv + h * dh;
-		const float *kk = qkv + d + h * dh;
-		const float *v = qkv + 2 * d + h * dh;
-		winnow_gemm(ctx, 1, n, n, dh, scale, q, 3 * d, kk, 3 * d, 0.0f,
-			    ctx->scores, n);
-		ctx->k->softmax_rows(ctx->scores, n, n, n);
-		if (scores)
-			ctx->k->colsum_add(ctx->colsum, ctx->scores, n, t, n);
-		winnow_gemm(ctx, 0, n, dh, n, 1.0f, ctx->scores, n, v, 3 * d,
-			    0.0f, out + h * dh, d);
+/*
+ * Head h of the self-attention of window i over its own rows, on member
+ * tid. With colsum set, also the column sums of the head's attention
+ * probabilities over all present query rows for the window's embedded
+ * tokens (PAPER.md 2, Importance), in double.
+ */
+static void attention_head(winnow_ctx_t *ctx, unsigned tid, uint32_t i,
+			   size_t h, int colsum)
+{
+	const winnow_model_config_t *c = &ctx->model->cfg;
+	size_t d = c->hidden_size, dh = d / c->num_heads;
+	size_t n = win_rows(ctx, i), t = ctx->win_tok[i];
+	float *scores = ctx->members[tid].scores;
+	const float *qkv = ctx->qkv + (size_t)ctx->win_off[i] * 3 * d + h * dh;
+	float *out = ctx->attn + (size_t)ctx->win_off[i] * d + h * dh;
+
+	/* PAPER.md 2: scaling by sqrt(d/H). */
+	winnow_gemm_t qk = {
+		.m = n, .n = n, .k = dh, .a = qkv, .lda = 3 * d,
+		.b = qkv + d, .ldb = 3 * d, .trans_b = 1, .c = scores, .ldc = n,
+		.alpha = 1.0f / sqrtf((float)dh),
+	};
+	winnow_ctx_gemm_alone(ctx, tid, &qk);
+	ctx->k->softmax_rows(scores, n, n, n);
+	if (colsum) {
+		double *acc = colsum_of(ctx, i, h);
+		memset(acc, 0, t * sizeof(double));
+		ctx->k->colsum_add(acc, scores, n, t, n);
 	}
-	if (scores)
-		for (size_t j = 0; j < t; j++)
-			scores[j] = ctx->colsum[j] / (double)H / (double)n;
+	winnow_gemm_t av = {
+		.m = n, .n = dh, .k = n, .a = scores, .lda = n,
+		.b = qkv + 2 * d, .ldb = 3 * d, .trans_b = 0, .c = out, .ldc = d,
+		.alpha = 1.0f,
+	};
+	winnow_ctx_gemm_alone(ctx, tid, &av);
 }
 
 /* Moves rows [from, from + n) of a [* x cols] matrix to row `to`. */
@@ -294,81 +387,134 @@ static void record_retained(winnow_ctx_t *ctx, uint32_t i, const double *scores,
 }
 
 /*
- * The attention half of layer l for every window, with the pruning decision
- * of a pruned layer (PAPER.md 2): returns the number of rows left.
+ * The pruning decision of window i (PAPER.md 2), after its attention, on
+ * member 0: s(j) is the mean over heads (summed in head order) and over the
+ * window's present query rows of the attention its token j received.
  */
-static size_t attention_and_prune(winnow_ctx_t *ctx, uint32_t l, uint32_t nw,
-				  winnow_layer_stats_t *st)
+static void decide_window(winnow_ctx_t *ctx, uint32_t i, int decide,
+			  int last_pruned, uint32_t to, winnow_layer_stats_t *st)
 {
+	size_t H = ctx->model->cfg.num_heads, n = win_rows(ctx, i);
+	size_t t = ctx->win_tok[i];
+	double *scores = ctx->importance;
+	uint8_t *leave = NULL;
+
+	if (decide || last_pruned) {
+		for (size_t j = 0; j < t; j++) {
+			double sum = 0;
+			for (size_t h = 0; h < H; h++)
+				sum += colsum_of(ctx, i, h)[j];
+			scores[j] = sum / (double)H / (double)n;
+		}
+	}
+	if (decide) {
+		winnow_prune_info_t info;
+		leave = ctx->leave;
+		winnow_prune_decide(&ctx->rule, scores, (uint32_t)t, leave,
+				    ctx->prune_scratch, &info);
+		st->protected_ += info.protected_;
+		if (info.budget > info.leaving)
+			st->spared += info.budget - info.leaving;
+	}
+	if (last_pruned)
+		record_retained(ctx, i, scores, leave);
+	compact_window(ctx, i, leave, to);
+}
+
+/*
+ * The attention half of layer l for every window, with the pruning decision
+ * of a pruned layer (PAPER.md 2). The (window, head) pairs are shared out
+ * among the members; then member 0 decides and compacts window by window
+ * and sets n_rows.
+ */
+static void attention_and_prune(winnow_ctx_t *ctx, unsigned tid, uint32_t l,
+				winnow_layer_stats_t *st)
+{
+	size_t H = ctx->model->cfg.num_heads;
+	uint32_t nw = ctx->n_windows;
 	int pruned = l < ctx->pruned_layers;
 	int last_pruned = l + 1 == ctx->pruned_layers;
 	int decide = pruned && ctx->rule.keep_ratio < 1.0;
 	/* Importance is needed to decide, and at the last pruned layer to rank
 	 * the retained tokens even when nothing is pruned (PAPER.md 5). */
-	double *scores = decide || last_pruned ? ctx->importance : NULL;
-	uint32_t rows = 0;
+	int colsum = decide || last_pruned;
 
-	for (uint32_t i = 0; i < nw; i++) {
-		uint8_t *leave = NULL;
-		st->tokens_in += ctx->win_tok[i];
-		attention_window(ctx, i, scores);
-		if (decide) {
-			winnow_prune_info_t info;
-			leave = ctx->leave;
-			winnow_prune_decide(&ctx->rule, scores, ctx->win_tok[i],
-					    leave, ctx->prune_scratch, &info);
-			st->protected_ += info.protected_;
-			if (info.budget > info.leaving)
-				st->spared += info.budget - info.leaving;
+	size_t begin, end;
+	winnow_ctx_share(ctx, tid, (size_t)nw * H, &begin, &end);
+	for (size_t task = begin; task < end; task++)
+		attention_head(ctx, tid, (uint32_t)(task / H), task % H, colsum);
+	winnow_team_barrier(ctx->team);
+
+	if (tid == 0) {
+		uint32_t rows = 0;
+		for (uint32_t i = 0; i < nw; i++) {
+			st->tokens_in += ctx->win_tok[i];
+			decide_window(ctx, i, decide, last_pruned, rows, st);
+			st->tokens_kept += ctx->win_tok[i];
+			rows += win_rows(ctx, i);
 		}
-		if (last_pruned)
-			record_retained(ctx, i, scores, leave);
-		compact_window(ctx, i, leave, rows);
-		st->tokens_kept += ctx->win_tok[i];
-		rows += win_rows(ctx, i);
+		ctx->n_rows = rows;
 	}
-	return rows;
+	winnow_team_barrier(ctx->team);
+}
+
+/* Row-wise x = LayerNorm(x + y + bias), member tid's share of the rows. */
+static void add_layernorm_rows(winnow_ctx_t *ctx, unsigned tid, const float *y,
+			       const float *bias, const float *gamma,
+			       const float *beta)
+{
+	const winnow_model_config_t *c = &ctx->model->cfg;
+	size_t d = c->hidden_size, r0, r1;
+	winnow_ctx_share(ctx, tid, ctx->n_rows, &r0, &r1);
+	if (r1 > r0)
+		ctx->k->add_layernorm(ctx->x + r0 * d, y ? y + r0 * d : NULL, bias,
+				      gamma, beta, r1 - r0, d,
+				      (float)c->layer_norm_eps);
+	winnow_team_barrier(ctx->team);
 }
 
 /*
- * One post-LN BERT layer over the `rows` rows of ctx->x; the decision of a
+ * One post-LN BERT layer over the n_rows rows of ctx->x; the decision of a
  * pruned layer is taken after its attention and applies from the output
- * projection on. Returns the rows left.
+ * projection on.
  */
-static size_t layer_forward(winnow_ctx_t *ctx, uint32_t l, size_t rows,
-			    uint32_t nw, winnow_layer_stats_t *st)
+static void layer_forward(winnow_ctx_t *ctx, unsigned tid, uint32_t l,
+			  winnow_layer_stats_t *st)
 {
 	const winnow_model_config_t *c = &ctx->model->cfg;
 	const winnow_layer_weights_t *L = &ctx->model->layers[l];
 	size_t d = c->hidden_size, inter = c->intermediate_size;
-	float eps = (float)c->layer_norm_eps;
+	winnow_gemm_t g;
 
-	winnow_gemm(ctx, 1, rows, 3 * d, d, 1.0f, ctx->x, d, L->qkv_w, d, 0.0f,
-		    ctx->qkv, 3 * d);
-	ctx->k->add_bias(ctx->qkv, L->qkv_b, rows, 3 * d);
-	rows = attention_and_prune(ctx, l, nw, st);
-	winnow_gemm(ctx, 1, rows, d, d, 1.0f, ctx->attn, d, L->out_w, d, 0.0f,
-		    ctx->tmp, d);
-	ctx->k->add_layernorm(ctx->x, ctx->tmp, L->out_b, L->attn_ln_w,
-			      L->attn_ln_b, rows, d, eps);
-	winnow_gemm(ctx, 1, rows, inter, d, 1.0f, ctx->x, d, L->up_w, d, 0.0f,
-		    ctx->ffn, inter);
-	ctx->k->bias_gelu(ctx->ffn, L->up_b, rows, inter);
-	winnow_gemm(ctx, 1, rows, d, inter, 1.0f, ctx->ffn, inter, L->down_w,
-		    inter, 0.0f, ctx->tmp, d);
-	ctx->k->add_layernorm(ctx->x, ctx->tmp, L->down_b, L->ffn_ln_w,
-			      L->ffn_ln_b, rows, d, eps);
-	return rows;
+	g = winnow_linear(L->qkv_w, &L->qkv_p, L->qkv_b, ctx->n_rows, 3 * d, d,
+			  ctx->x, d, ctx->qkv, 3 * d);
+	winnow_ctx_gemm(ctx, tid, &g);
+	attention_and_prune(ctx, tid, l, st);
+	g = winnow_linear(L->out_w, &L->out_p, L->out_b, ctx->n_rows, d, d,
+			  ctx->attn, d, ctx->tmp, d);
+	winnow_ctx_gemm(ctx, tid, &g);
+	add_layernorm_rows(ctx, tid, ctx->tmp, NULL, L->attn_ln_w, L->attn_ln_b);
+	g = winnow_linear(L->up_w, &L->up_p, L->up_b, ctx->n_rows, inter, d,
+			  ctx->x, d, ctx->ffn, inter);
+	g.gelu = 1;
+	winnow_ctx_gemm(ctx, tid, &g);
+	g = winnow_linear(L->down_w, &L->down_p, L->down_b, ctx->n_rows, d, inter,
+			  ctx->ffn, inter, ctx->tmp, d);
+	winnow_ctx_gemm(ctx, tid, &g);
+	add_layernorm_rows(ctx, tid, ctx->tmp, NULL, L->ffn_ln_w, L->ffn_ln_b);
 }
 
-/* Sequence representation per window, then the classifier (PAPER.md 4). */
-static void head(winnow_ctx_t *ctx, uint32_t nw, float *logits)
+/* Sequence representation per window, then the classifier (PAPER.md 4),
+ * on member 0. */
+static void head(winnow_ctx_t *ctx, float *logits)
 {
 	const winnow_model_t *m = ctx->model;
 	size_t d = m->cfg.hidden_size;
+	uint32_t nw = ctx->n_windows;
 	float *pooled = ctx->pooled;
 	int cls = m->cfg.pooling == WINNOW_POOLING_CLS &&
 		  m->cfg.combine_layer == m->cfg.num_layers;
+	winnow_gemm_t g;
 
 	for (uint32_t i = 0; i < nw; i++) {
 		/* With combining, the window's rows are its m combined tokens;
@@ -388,19 +534,19 @@ static void head(winnow_ctx_t *ctx, uint32_t nw, float *logits)
 			p[j] /= (float)n;
 	}
 	if (cls) {
-		winnow_gemm(ctx, 1, nw, d, d, 1.0f, pooled, d, m->pooler_w, d,
-			    0.0f, ctx->tmp, d);
+		g = winnow_linear(m->pooler_w, &m->pooler_p, NULL, nw, d, d,
+				  pooled, d, ctx->tmp, d);
+		winnow_ctx_gemm_alone(ctx, 0, &g);
 		ctx->k->bias_tanh(ctx->tmp, m->pooler_b, nw, d);
 		pooled = ctx->tmp;
 	}
-	winnow_gemm(ctx, 1, nw, m->cfg.num_labels, d, 1.0f, pooled, d,
-		    m->cls_w, d, 0.0f, logits, m->cfg.num_labels);
-	ctx->k->add_bias(logits, m->cls_b, nw, m->cfg.num_labels);
+	g = winnow_linear(m->cls_w, &m->cls_p, m->cls_b, nw, m->cfg.num_labels,
+			  d, pooled, d, logits, m->cfg.num_labels);
+	winnow_ctx_gemm_alone(ctx, 0, &g);
 }
 
 static winnow_err_t check_batch(winnow_ctx_t *ctx, const winnow_window_t *w,
-				uint32_t nw, size_t *rows,
-				char *errstr, size_t errstr_size)
+				uint32_t nw, char *errstr, size_t errstr_size)
 {
 	const winnow_model_config_t *c = &ctx->model->cfg;
 	size_t T = 0, R = 0;
@@ -438,8 +584,40 @@ static winnow_err_t check_batch(winnow_ctx_t *ctx, const winnow_window_t *w,
 		ctx->win_tok[i] = w[i].n;
 		R += w[i].n + c->combine_tokens;
 	}
-	*rows = R;
+	ctx->n_windows = nw;
+	ctx->n_rows = R;
 	return WINNOW_OK;
+}
+
+/* A forward pass as the team runs it. */
+typedef struct {
+	winnow_ctx_t *ctx;
+	const winnow_window_t *windows;
+	float *logits;
+} forward_t;
+
+static void forward_member(void *arg, unsigned tid)
+{
+	forward_t *f = arg;
+	winnow_ctx_t *ctx = f->ctx;
+	const winnow_model_t *m = ctx->model;
+
+	embed(ctx, tid, f->windows, ctx->n_windows);
+	winnow_team_barrier(ctx->team);
+	for (uint32_t l = 0; l < m->cfg.num_layers; l++) {
+		winnow_layer_stats_t *st = &ctx->layer_stats[l];
+		uint64_t tl = tid == 0 ? winnow_now_ns() : 0;
+		if (l == m->cfg.combine_layer)
+			winnow_combine_forward(ctx, tid, st);
+		else
+			layer_forward(ctx, tid, l, st);
+		if (tid == 0) {
+			st->windows += ctx->n_windows;
+			st->ns += winnow_now_ns() - tl;
+		}
+	}
+	if (tid == 0)
+		head(ctx, f->logits);
 }
 
 winnow_err_t winnow_ctx_forward(winnow_ctx_t *ctx,
@@ -447,32 +625,25 @@ winnow_err_t winnow_ctx_forward(winnow_ctx_t *ctx,
 				uint32_t n_windows, float *logits,
 				char *errstr, size_t errstr_size)
 {
-	const winnow_model_t *m = ctx->model;
 	uint64_t t0 = winnow_now_ns();
-	size_t rows;
-	winnow_err_t err = check_batch(ctx, windows, n_windows, &rows, errstr,
+	winnow_err_t err = check_batch(ctx, windows, n_windows, errstr,
 				       errstr_size);
 	if (err)
 		return err;
 
-	ctx->n_windows = n_windows;
-	embed(ctx, windows, n_windows);
-	for (uint32_t l = 0; l < m->cfg.num_layers; l++) {
-		winnow_layer_stats_t *st = &ctx->layer_stats[l];
-		uint64_t tl = winnow_now_ns();
-		st->windows += n_windows;
-		if (l == m->cfg.combine_layer)
-			rows = winnow_combine_forward(ctx, n_windows, st);
-		else
-			rows = layer_forward(ctx, l, rows, n_windows, st);
-		st->ns += winnow_now_ns() - tl;
-	}
-	head(ctx, n_windows, logits);
+	forward_t f = { .ctx = ctx, .windows = windows, .logits = logits };
+	winnow_team_run(ctx->team, forward_member, &f);
 
 	ctx->stats.forward_ns += winnow_now_ns() - t0;
 	ctx->stats.forwards++;
 	for (uint32_t i = 0; i < n_windows; i++)
 		ctx->stats.tokens += windows[i].n;
+	if (ctx->profile) {
+		for (unsigned t = 0; t < ctx->threads; t++) {
+			ctx->stats.gemm_flops += ctx->members[t].gemm_flops;
+			ctx->members[t].gemm_flops = 0;
+		}
+	}
 	return WINNOW_OK;
 }
 

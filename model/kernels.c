@@ -100,6 +100,8 @@ static const winnow_kernels_t portable = {
 	.softmax_rows = softmax_rows_portable,
 	.colsum_add = colsum_add_portable,
 	.bias_tanh = bias_tanh_portable,
+	.gemm = winnow_gemm_portable,
+	.packs_weights = 0,
 };
 
 const winnow_kernels_t *winnow_kernels_portable(void)

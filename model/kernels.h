@@ -10,6 +10,8 @@
 #ifndef WINNOW_KERNELS_H
 #define WINNOW_KERNELS_H
 
+#include "gemm.h"
+
 #include <stddef.h>
 
 typedef struct {
@@ -36,6 +38,11 @@ typedef struct {
 			   size_t cols, size_t ld);
 	/* x[r][c] = tanh(x[r][c] + bias[c]) (the [CLS] pooler) */
 	void (*bias_tanh)(float *x, const float *bias, size_t rows, size_t cols);
+	/* The columns [col_begin, col_end) of a product (gemm.h). */
+	void (*gemm)(const winnow_gemm_t *g, size_t col_begin, size_t col_end,
+		     float *scratch);
+	/* 1: gemm reads packed weights (winnow_panels_t), made at load. */
+	int packs_weights;
 } winnow_kernels_t;
 
 /* The kernels for this CPU; WINNOW_KERNELS=portable in the environment

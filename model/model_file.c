@@ -8,6 +8,7 @@
  * (or tensor) and its byte offset, so a user can tell a truncated download
  * from a wrong exporter.
  */
+#include "kernels.h"
 #include "model_internal.h"
 
 #include <errno.h>
@@ -758,6 +759,87 @@ static int verify_checksums(reader_t *r, const sections_t *s)
 	return 0;
 }
 
+/*
+ * Packs every weight the engine multiplies by into the panels of the
+ * AVX-512 product (gemm.h), in one allocation, when those kernels run; the
+ * portable kernels read the matrices in place. The packed copies replace
+ * the mapped pages in use: those of an f32 file are then given back with
+ * MADV_DONTNEED (they would be read again from the file if ever touched),
+ * so the weights are not held twice.
+ */
+typedef struct {
+	winnow_panels_t *dst;
+	const float *w;
+	size_t n, k;
+} pack_job_t;
+
+static size_t list_pack_jobs(winnow_model_t *m, pack_job_t *j)
+{
+	const winnow_model_config_t *c = &m->cfg;
+	size_t d = c->hidden_size, inter = c->intermediate_size, n = 0;
+#define JOB(panels, weight, rows, cols) \
+	j[n++] = (pack_job_t){ &(panels), (weight), (rows), (cols) }
+	for (uint32_t l = 0; l < c->num_layers; l++) {
+		winnow_layer_weights_t *L = &m->layers[l];
+		if (!L->qkv_w)
+			continue; /* layer P: replaced by the combining module */
+		JOB(L->qkv_p, L->qkv_w, 3 * d, d);
+		JOB(L->out_p, L->out_w, d, d);
+		JOB(L->up_p, L->up_w, inter, d);
+		JOB(L->down_p, L->down_w, d, inter);
+	}
+	if (m->pooler_w)
+		JOB(m->pooler_p, m->pooler_w, d, d);
+	JOB(m->cls_p, m->cls_w, c->num_labels, d);
+	if (m->combine.q_w) {
+		winnow_combine_weights_t *k = &m->combine;
+		JOB(k->q_p, k->q_w, d, d);
+		JOB(k->k_p, k->k_w, d, d);
+		JOB(k->v_p, k->v_w, d, d);
+		JOB(k->o_p, k->o_w, d, d);
+	}
+#undef JOB
+	return n;
+}
+
+static void release_mapped(winnow_model_t *m, const float *w, size_t floats)
+{
+	uintptr_t lo = (uintptr_t)w, hi = lo + floats * sizeof(float);
+	uintptr_t map_lo = (uintptr_t)m->map, map_hi = map_lo + m->map_size;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	if (lo < map_lo || hi > map_hi)
+		return; /* widened from f16/bf16: not in the mapping */
+	lo = (lo + page - 1) / page * page;
+	hi = hi / page * page;
+	if (hi > lo)
+		madvise((void *)lo, hi - lo, MADV_DONTNEED);
+}
+
+static int pack_weights(reader_t *r, winnow_model_t *m)
+{
+	pack_job_t *jobs = calloc(4 * (size_t)m->cfg.num_layers + 8, sizeof *jobs);
+	if (!jobs)
+		return fail(r, "out of memory packing the weights");
+	size_t n = list_pack_jobs(m, jobs), total = 0;
+	for (size_t i = 0; i < n; i++)
+		total += winnow_panels_floats(jobs[i].n, jobs[i].k);
+	if (posix_memalign((void **)&m->packed, 64, total * sizeof(float))) {
+		m->packed = NULL;
+		free(jobs);
+		return fail(r, "out of memory packing %zu weights", total);
+	}
+	float *next = m->packed;
+	for (size_t i = 0; i < n; i++) {
+		pack_job_t *j = &jobs[i];
+		winnow_panels_pack(next, j->w, j->k, 1, j->k, 0, j->n);
+		*j->dst = (winnow_panels_t){ next, j->n, j->k };
+		next += winnow_panels_floats(j->n, j->k);
+		release_mapped(m, j->w, j->n * j->k);
+	}
+	free(jobs);
+	return 0;
+}
+
 winnow_model_t *winnow_model_load(const char *path,
 				  const winnow_model_params_t *params,
 				  char *errstr, size_t errstr_size)
@@ -820,6 +902,8 @@ winnow_model_t *winnow_model_load(const char *path,
 		goto out_destroy;
 	if (params->verify_checksums && verify_checksums(&r, &s))
 		goto out_destroy;
+	if (winnow_kernels()->packs_weights && pack_weights(&r, m))
+		goto out_destroy;
 	free(tensors);
 	close(fd);
 	return m;
@@ -846,6 +930,7 @@ void winnow_model_destroy(winnow_model_t *m)
 	free(m->version);
 	free(m->layers);
 	free(m->converted);
+	free(m->packed);
 	if (m->map)
 		munmap(m->map, m->map_size);
 	free(m);

@@ -10,6 +10,7 @@
 #ifndef WINNOW_MODEL_INTERNAL_H
 #define WINNOW_MODEL_INTERNAL_H
 
+#include "gemm.h"
 #include "winnow_model.h"
 
 typedef struct {
@@ -19,12 +20,16 @@ typedef struct {
 	const float *up_w, *up_b;         /* [I x d], [I] */
 	const float *down_w, *down_b;     /* [d x I], [d] */
 	const float *ffn_ln_w, *ffn_ln_b;
+	/* The four weights packed for the AVX-512 product (gemm.h); data is
+	 * NULL when the portable kernels run, which read the matrices above. */
+	winnow_panels_t qkv_p, out_p, up_p, down_p;
 } winnow_layer_weights_t;
 
 typedef struct {
 	const float *tokens;              /* [m x d] */
 	const float *ln_c_w, *ln_c_b, *ln_e_w, *ln_e_b;
 	const float *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+	winnow_panels_t q_p, k_p, v_p, o_p;       /* as in a layer */
 } winnow_combine_weights_t;
 
 struct winnow_model_s {
@@ -32,6 +37,7 @@ struct winnow_model_s {
 	void *map;                        /* the whole file, read-only */
 	size_t map_size;
 	float *converted;                 /* f16/bf16 tensors widened to f32 */
+	float *packed;                    /* every winnow_panels_t's data */
 
 	const float *word_emb;            /* [vocab x d] */
 	const float *pos_emb;             /* [max_position x d] */
@@ -40,6 +46,7 @@ struct winnow_model_s {
 	winnow_layer_weights_t *layers;   /* num_layers; layer P stays zeroed */
 	const float *pooler_w, *pooler_b; /* NULL unless cls pooling, P = L */
 	const float *cls_w, *cls_b;       /* [labels x d], [labels] */
+	winnow_panels_t pooler_p, cls_p;
 	winnow_combine_weights_t combine; /* zeroed unless P < L */
 
 	winnow_tokenizer_t *tokenizer;

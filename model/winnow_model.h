@@ -4,8 +4,9 @@
  * libwinnow-model is pure computation: the WordPiece tokenizer, the .wnn
  * model file (docs/model-format.md), the kernels and the BERT encoder with
  * fuzzy token pruning and token combining (../shared/PAPER.md). It does no
- * I/O beyond reading a model file and knows nothing of threads, queues or
- * Kafka.
+ * I/O beyond reading a model file and knows nothing of queues or Kafka; its
+ * only threads are an engine context's own, which split one forward pass
+ * (winnow_ctx_params_t.threads).
  *
  * Conventions, as in librdkafka:
  *   - objects are opaque handles made by *_new or *_load and freed by
@@ -17,7 +18,8 @@
  *
  * Thread safety: a winnow_model_t and its tokenizer are immutable after
  * loading and may be shared by any number of threads. A winnow_ctx_t (the
- * per-worker activation buffers) belongs to one thread at a time.
+ * per-worker activation buffers and the threads that share its work)
+ * belongs to one calling thread at a time.
  */
 #ifndef WINNOW_MODEL_H
 #define WINNOW_MODEL_H
@@ -173,7 +175,14 @@ typedef struct {
 	uint32_t max_windows;
 	uint32_t max_tokens; /* sum of window lengths, [CLS]/[SEP] included */
 	int profile;         /* 1: time the GEMMs (winnow_ctx_stats) */
+	/* Threads that share each forward pass, the caller's included
+	 * (default 1: the caller alone). Results do not depend on it. With
+	 * the portable kernels the context sets OpenBLAS to one thread
+	 * (process-wide): the context's threads are the parallelism. */
+	unsigned threads;
 } winnow_ctx_params_t;
+
+#define WINNOW_CTX_MAX_THREADS 64
 
 winnow_ctx_params_t winnow_ctx_default_params(void);
 
@@ -202,8 +211,9 @@ typedef struct {
 	uint64_t forwards;     /* calls of winnow_ctx_forward */
 	uint64_t tokens;       /* window tokens processed */
 	uint64_t forward_ns;   /* wall time inside winnow_ctx_forward */
-	uint64_t gemm_ns;      /* of which in sgemm (profile = 1 only) */
-	double gemm_flops;     /* floating-point operations of those sgemms */
+	uint64_t gemm_ns;      /* of which in matrix products (profile = 1
+				* only; wall time of the context's thread 0) */
+	double gemm_flops;     /* floating-point operations of those products */
 } winnow_ctx_stats_t;
 
 void winnow_ctx_stats(const winnow_ctx_t *ctx, winnow_ctx_stats_t *out);
@@ -325,7 +335,8 @@ void winnow_doc_result_finish(winnow_doc_result_t *r,
 /* Numerically stable softmax of n logits into probs (may alias). */
 void winnow_softmax(const float *logits, float *probs, size_t n);
 
-/* OpenBLAS, which runs every GEMM: "OpenBLAS core SkylakeX, 2 threads". */
+/* OpenBLAS, which runs the products of the portable kernels: "OpenBLAS
+ * core SkylakeX, 2 threads". */
 const char *winnow_blas_describe(void);
 /* Sets OpenBLAS's thread count (process-wide). With several workers of
  * its own, winnow runs each with one BLAS thread: never two pools. */

@@ -161,6 +161,135 @@ START_TEST(bias_and_tanh)
 }
 END_TEST
 
+/*
+ * Products (gemm.h) against a double-precision reference: shapes with row
+ * and column tails and several k blocks, B as an nn.Linear weight or plain,
+ * packed at load or on the fly, every epilogue, computed in column bands
+ * as the engine's threads do.
+ */
+typedef struct {
+	size_t m, n, k;
+	int trans, packed, accumulate, gelu, bias;
+	float alpha;
+	size_t lda;   /* 0: k + 3 */
+} gemm_case_t;
+
+static const gemm_case_t gemm_cases[] = {
+	{ 1, 1, 1, 1, 0, 0, 0, 0, 1.0f, 0 },
+	{ 12, 32, 16, 1, 1, 0, 0, 1, 1.0f, 0 },
+	{ 13, 33, 17, 1, 1, 0, 1, 1, 1.0f, 0 },
+	{ 25, 70, 385, 1, 1, 1, 0, 1, 1.0f, 0 },   /* 2 k blocks, accumulate */
+	{ 97, 100, 800, 1, 0, 0, 0, 0, 0.125f, 0 }, /* 3 k blocks, 2 MC blocks */
+	{ 130, 64, 130, 0, 0, 0, 0, 0, 1.0f, 0 },  /* S V of a head */
+	{ 130, 130, 64, 1, 0, 0, 0, 0, 0.125f, 0 }, /* Q K^T of a head */
+	{ 7, 48, 192, 0, 0, 1, 1, 1, 1.0f, 0 },
+	{ 5, 2, 192, 1, 1, 0, 0, 1, 1.0f, 0 },     /* a classifier */
+	{ 30, 48, 30, 0, 0, 0, 0, 0, 1.0f, 0 },    /* S V, head of 48: a 16-wide panel */
+	/* Rows 4 KiB apart: A copied before the kernel reads it. */
+	{ 110, 40, 1000, 1, 1, 0, 1, 1, 1.0f, 1024 },
+	{ 100, 33, 3072, 1, 1, 1, 0, 0, 1.0f, 3072 },
+};
+
+static double gelu_ref(double v)
+{
+	return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
+}
+
+static void run_gemm_case(const winnow_kernels_t *set, const gemm_case_t *t,
+			  size_t bands)
+{
+	size_t m = t->m, n = t->n, k = t->k;
+	size_t lda = t->lda ? t->lda : k + 3, ldb = (t->trans ? k : n) + 5, ldc = n + 2;
+	size_t bsize = (t->trans ? n : k) * ldb;
+	float *a = malloc(m * lda * sizeof *a), *b = malloc(bsize * sizeof *b);
+	float *c = malloc(m * ldc * sizeof *c), *bias = malloc(n * sizeof *bias);
+	float *panels = aligned_alloc(64, (winnow_panels_floats(n, k) + 16) * sizeof(float));
+	size_t scratch_n = winnow_gemm_scratch_floats(winnow_panels_floats(n, k));
+	float *scratch = aligned_alloc(64, (scratch_n + 16) * sizeof(float));
+	double *want = malloc(m * n * sizeof *want);
+	fill(a, m * lda, 1, 1.0f);
+	fill(b, bsize, 2, 1.0f);
+	fill(c, m * ldc, 3, 1.0f);
+	fill(bias, n, 4, 1.0f);
+	for (size_t i = 0; i < m; i++) {
+		for (size_t j = 0; j < n; j++) {
+			double s = 0;
+			for (size_t x = 0; x < k; x++)
+				s += (double)a[i * lda + x] *
+				     (t->trans ? b[j * ldb + x] : b[x * ldb + j]);
+			s *= t->alpha;
+			if (t->accumulate)
+				s += c[i * ldc + j];
+			if (t->bias)
+				s += bias[j];
+			want[i * n + j] = t->gelu ? gelu_ref(s) : s;
+		}
+	}
+	winnow_panels_t p = { panels, n, k };
+	if (t->packed)
+		winnow_panels_pack(panels, b, ldb, t->trans, k, 0, n);
+	winnow_gemm_t g = {
+		.m = m, .n = n, .k = k, .a = a, .lda = lda,
+		.panels = t->packed ? &p : NULL, .b = b, .ldb = ldb,
+		.trans_b = t->trans, .c = c, .ldc = ldc, .alpha = t->alpha,
+		.accumulate = t->accumulate, .bias = t->bias ? bias : NULL,
+		.gelu = t->gelu,
+	};
+	size_t np = (n + WINNOW_PANEL_COLS - 1) / WINNOW_PANEL_COLS;
+	for (size_t s = 0; s < bands; s++) {
+		size_t c0 = np * s / bands * WINNOW_PANEL_COLS;
+		size_t c1 = np * (s + 1) / bands * WINNOW_PANEL_COLS;
+		set->gemm(&g, c0, c1 < n ? c1 : n, scratch);
+	}
+	for (size_t i = 0; i < m; i++) {
+		for (size_t j = 0; j < n; j++) {
+			double w = want[i * n + j], err = fabs(c[i * ldc + j] - w);
+			ck_assert_msg(err <= 2e-6 * (double)k * (1 + fabs(w)),
+				      "gemm %zux%zux%zu (%s, %zu bands): C[%zu][%zu] is %.9g, expected %.9g",
+				      m, n, k, set->name, bands, i, j, c[i * ldc + j], w);
+		}
+	}
+	free(want), free(scratch), free(panels), free(bias), free(c), free(b), free(a);
+}
+
+START_TEST(gemm_matches_reference)
+{
+	for (int s = 0; s < nsets; s++) {
+		for (size_t i = 0; i < sizeof gemm_cases / sizeof gemm_cases[0]; i++) {
+			gemm_case_t t = gemm_cases[i];
+			if (t.packed && !sets[s]->packs_weights)
+				t.packed = 0;
+			run_gemm_case(sets[s], &t, 1);
+			run_gemm_case(sets[s], &t, 3);
+		}
+	}
+}
+END_TEST
+
+START_TEST(gemm_leaves_padding_columns_alone)
+{
+	/* ldc > n: the columns past n belong to someone else (a head's
+	 * output is a band of the attention rows) and must not be written. */
+	for (int s = 0; s < nsets; s++) {
+		size_t m = 13, n = 40, k = 20, ldc = 64;
+		float *a = calloc(m * k, sizeof *a), *b = calloc(n * k, sizeof *b);
+		float *c = malloc(m * ldc * sizeof *c);
+		float *scratch = aligned_alloc(64, winnow_gemm_scratch_floats(
+			winnow_panels_floats(n, k)) * sizeof(float));
+		for (size_t i = 0; i < m * ldc; i++)
+			c[i] = 7.0f;
+		winnow_gemm_t g = { .m = m, .n = n, .k = k, .a = a, .lda = k,
+				    .b = b, .ldb = k, .trans_b = 1, .c = c,
+				    .ldc = ldc, .alpha = 1.0f };
+		sets[s]->gemm(&g, 0, n, scratch);
+		for (size_t i = 0; i < m; i++)
+			for (size_t j = 0; j < ldc; j++)
+				ck_assert_float_eq(c[i * ldc + j], j < n ? 0.0f : 7.0f);
+		free(scratch), free(c), free(b), free(a);
+	}
+}
+END_TEST
+
 START_TEST(forced_portable_is_honoured)
 {
 	/* Forked test: the choice is made once per process, here first. */
@@ -178,6 +307,8 @@ int main(void)
 	tcase_add_test(tc, layernorm_matches_definition);
 	tcase_add_test(tc, softmax_rows_sum_to_one);
 	tcase_add_test(tc, bias_and_tanh);
+	tcase_add_test(tc, gemm_matches_reference);
+	tcase_add_test(tc, gemm_leaves_padding_columns_alone);
 	tcase_add_test(tc, forced_portable_is_honoured);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
