@@ -227,9 +227,8 @@ typedef struct {
 
 /*
  * With --workers N the batch is split into N parts run at once, each on
- * its own context and thread with single-threaded BLAS: the layout of
- * winnowd's encoder workers. Else one context runs the whole batch on
- * OpenBLAS's pool.
+ * its own single-threaded context: the layout of winnowd's encoder
+ * workers. Else one context runs the whole batch on --threads threads.
  */
 typedef struct {
 	winnow_ctx_t *ctx;
@@ -287,13 +286,15 @@ static int bench_engine(const bench_opts_t *o)
 		nparts = 64;
 	unsigned per = (o->batch + nparts - 1) / nparts;
 	nparts = (o->batch + per - 1) / per;
-	if (nparts > 1)
-		openblas_set_num_threads(1);
+	/* One context on all the threads, or one single-threaded context per
+	 * part. */
+	unsigned threads = o->threads ? o->threads : cli_engine_threads();
 	bench_part_t parts[64];
 	memset(parts, 0, sizeof parts);
 	winnow_ctx_params_t cp = winnow_ctx_default_params();
 	cp.max_windows = per;
 	cp.max_tokens = per * o->seq_len;
+	cp.threads = nparts > 1 ? 1 : threads;
 	winnow_ctx_t *ctx = winnow_ctx_new(m, &cp, err, sizeof err);
 	int parts_ok = ctx != NULL;
 	for (unsigned i = 1; parts_ok && i < nparts; i++)
@@ -301,6 +302,7 @@ static int bench_engine(const bench_opts_t *o)
 	cp.max_windows = o->batch;
 	cp.max_tokens = o->batch * o->seq_len;
 	cp.profile = 1;
+	cp.threads = threads;
 	winnow_ctx_t *pctx = o->gemm ? winnow_ctx_new(m, &cp, err, sizeof err) : NULL;
 	int32_t *ids = malloc((size_t)o->batch * o->seq_len * sizeof *ids);
 	winnow_window_t *w = calloc(o->batch, sizeof *w);
@@ -356,16 +358,18 @@ static int bench_engine(const bench_opts_t *o)
 		winnow_ctx_stats(pctx, &st);
 		gemm_shape_t shapes[8];
 		size_t ns = forward_shapes(c, o->batch, o->seq_len, shapes);
+		/* OpenBLAS alone with the same thread budget, on its own pool. */
+		openblas_set_num_threads((int)threads);
 		double alone = time_gemms_alone(shapes, ns, o->repeat);
 		engine_gflops = st.gemm_flops / (double)st.gemm_ns;
 		alone_gflops = shapes_flops(shapes, ns) / alone * 1e-9;
 		gemm_share = (double)st.gemm_ns / (double)st.forward_ns;
 	}
 	if (o->json) {
-		printf("{\"seq_len\": %u, \"batch\": %u, \"repeat\": %u, \"workers\": %u, \"threads\": %d, "
+		printf("{\"seq_len\": %u, \"batch\": %u, \"repeat\": %u, \"workers\": %u, \"threads\": %u, "
 		       "\"median_ms\": %.3f, \"p90_ms\": %.3f, \"tokens_per_s\": %.1f, \"memory_mb\": %.1f",
 		       o->seq_len, o->batch, o->repeat, nparts,
-		       nparts > 1 ? (int)nparts : openblas_get_num_threads(),
+		       nparts > 1 ? nparts : threads,
 		       med * 1e3, p90 * 1e3, tokens / med,
 		       (double)winnow_ctx_memory(ctx) * nparts / 1e6);
 		if (o->gemm)
@@ -378,8 +382,9 @@ static int bench_engine(const bench_opts_t *o)
 		       c->num_layers, c->hidden_size);
 		printf("kernels: %s\n", winnow_kernels_name());
 		cli_print_blas(stdout);
-		printf("batch %u x %u tokens, %u worker(s), %u repeats: median %.2f ms, p90 %.2f ms, %.0f tokens/s, activations %.1f MB\n",
-		       o->batch, o->seq_len, nparts, o->repeat, med * 1e3, p90 * 1e3,
+		printf("batch %u x %u tokens, %u worker(s), %u thread(s), %u repeats: median %.2f ms, p90 %.2f ms, %.0f tokens/s, activations %.1f MB\n",
+		       o->batch, o->seq_len, nparts, nparts > 1 ? nparts : threads,
+		       o->repeat, med * 1e3, p90 * 1e3,
 		       tokens / med, (double)winnow_ctx_memory(ctx) * nparts / 1e6);
 		if (o->gemm)
 			printf("gemm: %.1f GFLOP/s in the engine (%.0f%% of forward time), "
@@ -512,16 +517,16 @@ int cli_bench(int argc, char **argv)
 		case 'h':
 			puts("usage: winnow bench --model FILE [--seq-len N] [--batch N] [--repeat N]\n"
 			     "                    [--warmup N] [--threads N] [--workers N] [--json] [--gemm]\n"
-			     "  --workers N  split the batch over N threads, each with its own context\n"
-			     "               and single-threaded BLAS (winnowd's layout)\n"
+			     "  --threads N  engine threads of the one context (default $WINNOW_THREADS,\n"
+			     "               else the online CPUs)\n"
+			     "  --workers N  split the batch over N single-threaded contexts run at\n"
+			     "               once (winnowd's layout)\n"
 			     "       winnow bench --tokenizer (--model FILE | --vocab FILE) [--repeat N] FILE...\n"
 			     "       winnow bench --peak [--threads N] [--repeat N]   the FP32 FMA peak");
 			return 0;
 		default: return 2;
 		}
 	}
-	if (o.threads)
-		openblas_set_num_threads((int)o.threads);
 	if (peak)
 		return bench_peak(o.threads ? o.threads : 2, o.repeat < 3 ? 3 : o.repeat, o.json);
 	if (tokenizer) {

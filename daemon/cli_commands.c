@@ -236,6 +236,7 @@ int cli_logits(int argc, char **argv)
 	winnow_ctx_params_t cp = winnow_ctx_default_params();
 	cp.max_windows = batch;
 	cp.max_tokens = batch * L;
+	cp.threads = cli_engine_threads();
 	winnow_ctx_t *ctx = winnow_ctx_new(m, &cp, err, sizeof err);
 	int32_t *ids = malloc((size_t)batch * L * sizeof *ids);
 	winnow_window_t *w = calloc(batch, sizeof *w);
@@ -392,6 +393,8 @@ static const char classify_usage[] =
 	"  --aggregate mean|max how window probabilities make the document's\n"
 	"  --truncate           classify the first window only (reported)\n"
 	"  --batch N            windows per forward pass (default 8)\n"
+	"  --threads N          engine threads (default $WINNOW_THREADS, else\n"
+	"                       the online CPUs)\n"
 	"  --trace              per-layer kept tokens and time, on stderr\n";
 
 int cli_classify(int argc, char **argv)
@@ -404,14 +407,16 @@ int cli_classify(int argc, char **argv)
 		{ "aggregate", required_argument, NULL, 'a' },
 		{ "truncate", no_argument, NULL, 'T' },
 		{ "trace", no_argument, NULL, 't' },
+		{ "threads", required_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	classifier_t c = { .batch = 8, .doc = winnow_doc_default_params() };
 	const char *model_path = NULL;
 	int ch, rc = 2, trace = 0;
+	unsigned threads = 0;
 	char err[512];
-	while ((ch = getopt_long(argc, argv, "m:b:k:s:a:Tth", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "m:b:k:s:a:Ttj:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'm': model_path = optarg; break;
 		case 'b': c.batch = cli_parse_uint("--batch", optarg, 1, 1024); break;
@@ -429,6 +434,7 @@ int cli_classify(int argc, char **argv)
 			break;
 		case 'T': c.doc.truncate = 1; break;
 		case 't': trace = 1; break;
+		case 'j': threads = cli_parse_uint("--threads", optarg, 1, WINNOW_CTX_MAX_THREADS); break;
 		case 'h': fputs(classify_usage, stdout); return 0;
 		default: return 2;
 		}
@@ -441,6 +447,7 @@ int cli_classify(int argc, char **argv)
 	winnow_ctx_params_t cp = winnow_ctx_default_params();
 	cp.max_windows = c.batch;
 	cp.max_tokens = c.batch * c.cfg->max_seq_len;
+	cp.threads = threads ? threads : cli_engine_threads();
 	c.ctx = winnow_ctx_new(c.model, &cp, err, sizeof err);
 	c.ids = malloc((size_t)c.batch * c.cfg->max_seq_len * sizeof *c.ids);
 	c.win = calloc(c.batch, sizeof *c.win);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 winnow_model_t *cli_load_model(const char *path)
 {
@@ -84,6 +85,17 @@ unsigned cli_parse_uint(const char *opt, const char *value, unsigned min,
 		exit(2);
 	}
 	return (unsigned)v;
+}
+
+unsigned cli_engine_threads(void)
+{
+	const char *env = getenv("WINNOW_THREADS");
+	if (env && *env)
+		return cli_parse_uint("$WINNOW_THREADS", env, 1, WINNOW_CTX_MAX_THREADS);
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n < 1)
+		n = 1;
+	return n > WINNOW_CTX_MAX_THREADS ? WINNOW_CTX_MAX_THREADS : (unsigned)n;
 }
 
 void cli_print_blas(FILE *f)

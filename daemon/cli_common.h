@@ -39,4 +39,10 @@ unsigned cli_parse_uint(const char *opt, const char *value, unsigned min,
 /* Prints the OpenBLAS core, thread count and build, for inspect and bench. */
 void cli_print_blas(FILE *f);
 
+/*
+ * The engine threads of a command without --threads: $WINNOW_THREADS, else
+ * the online CPUs (at most WINNOW_CTX_MAX_THREADS).
+ */
+unsigned cli_engine_threads(void);
+
 #endif /* WINNOW_CLI_COMMON_H */

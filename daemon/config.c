@@ -71,6 +71,7 @@ static const config_key_t keys[] = {
 	{ .name = "kafka.properties", .type = KEY_PROPERTIES, .offset = FIELD(kafka.properties) },
 	{ .name = "http.listen", .type = KEY_LISTEN, .offset = FIELD(http.listen), .def_str = "127.0.0.1:9465" },
 	{ .name = "pipeline.workers", .type = KEY_U32, .offset = FIELD(pipeline.workers), .min = 1, .max = 64, .def = 2 },
+	{ .name = "pipeline.threads_per_worker", .type = KEY_U32, .offset = FIELD(pipeline.threads_per_worker), .min = 1, .max = 64, .def = 1 },
 	{ .name = "pipeline.max_documents", .type = KEY_U32, .offset = FIELD(pipeline.max_documents), .min = 1, .max = 65536, .def = 64 },
 	{ .name = "pipeline.batch_tokens", .type = KEY_U32, .offset = FIELD(pipeline.batch_tokens), .min = 16, .max = 1048576, .def = 4096 },
 	{ .name = "pipeline.batch_windows", .type = KEY_U32, .offset = FIELD(pipeline.batch_windows), .min = 1, .max = 4096, .def = 16 },

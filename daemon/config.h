@@ -69,6 +69,7 @@ typedef struct {
 	} http;
 	struct {
 		uint32_t workers;
+		uint32_t threads_per_worker;
 		uint32_t max_documents;
 		uint32_t batch_tokens;
 		uint32_t batch_windows;

@@ -827,6 +827,7 @@ static winnow_pipeline_params_t pipeline_params(const winnow_config_t *c)
 {
 	winnow_pipeline_params_t pp = winnow_pipeline_default_params();
 	pp.workers = c->pipeline.workers;
+	pp.threads_per_worker = c->pipeline.threads_per_worker;
 	pp.max_documents = c->pipeline.max_documents;
 	pp.batch_tokens = c->pipeline.batch_tokens;
 	pp.batch_windows = c->pipeline.batch_windows;

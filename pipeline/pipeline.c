@@ -120,6 +120,7 @@ winnow_pipeline_params_t winnow_pipeline_default_params(void)
 	winnow_pipeline_params_t p = {
 		.max_documents = 64,
 		.workers = 2,
+		.threads_per_worker = 1,
 		.batch_tokens = 4096,
 		.batch_windows = 16,
 		.compressed = 1,
@@ -391,6 +392,7 @@ static int worker_init(winnow_pipeline_t *p, worker_t *w, char *errstr,
 	cp.max_windows = pp->batch_windows;
 	/* A batch's first window is always taken, whatever its length. */
 	cp.max_tokens = pp->batch_tokens > L ? pp->batch_tokens : L;
+	cp.threads = pp->threads_per_worker ? pp->threads_per_worker : 1;
 	w->p = p;
 	w->ctx = winnow_ctx_new(p->model, &cp, errstr, errstr_size);
 	if (!w->ctx)
@@ -466,11 +468,9 @@ winnow_pipeline_t *winnow_pipeline_new(const winnow_model_t *model,
 				params->zstd_window_log_max))
 		goto out_nomem;
 
+	/* The workers and their contexts' threads are the parallelism; a
+	 * context keeps OpenBLAS to one thread (winnow_model.h). */
 	p->n_workers = params->workers;
-	/* Several workers are the parallelism: each runs single-threaded BLAS,
-	 * rather than every worker starting a BLAS pool on the same cores. */
-	if (p->n_workers > 1)
-		winnow_blas_set_threads(1);
 	p->workers = calloc(p->n_workers, sizeof *p->workers);
 	if (!p->workers)
 		goto out_nomem;

@@ -64,7 +64,8 @@ typedef void (*winnow_pipeline_done_fn)(const winnow_pipeline_doc_t *doc,
 
 typedef struct {
 	uint32_t max_documents;     /* documents in flight (slots); default 64 */
-	uint32_t workers;           /* encoder threads; default 2 */
+	uint32_t workers;           /* encoder workers; default 2 */
+	uint32_t threads_per_worker; /* engine threads of each; default 1 */
 	uint32_t batch_tokens;      /* token budget of one encoder batch */
 	uint32_t batch_windows;     /* window budget of one encoder batch */
 	int compressed;             /* 1: inputs are zstd frames (default) */
