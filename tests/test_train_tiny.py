@@ -163,6 +163,43 @@ class TrainTiny(unittest.TestCase):
                         want = set(pos) - set(prune.leaving_tokens(pos, s, 0, last[i], p, fuzzy, mode))
                         self.assertEqual(set(torch.nonzero(got[i]).flatten().tolist()), want)
 
+    def test_0b_trainable_model_is_the_reference(self):
+        """TrainableWinnow drops pruned tokens (gathers the kept rows) where
+        the reference masks them: the logits must be the reference's."""
+        import torch
+        from winnow_ref.config import WinnowConfig
+        from winnow_ref.model import WinnowForSequenceClassification
+        from winnow_train.model import TrainableWinnow, init_bert_weights
+        cases = [dict(keep_ratio=0.9, fuzzy=False), dict(keep_ratio=0.6),
+                 dict(keep_ratio=0.6, fuzzy_mode="within"),
+                 dict(keep_ratio=0.5, pooling="mean"),
+                 dict(keep_ratio=0.6, combine_layer=2), dict(keep_ratio=1.0, combine_layer=1),
+                 dict()]
+        gen = torch.Generator().manual_seed(5)
+        for over in cases:
+            cfg = WinnowConfig(vocab_size=200, hidden_size=32, num_hidden_layers=3,
+                               num_attention_heads=2, intermediate_size=64,
+                               max_position_embeddings=64, labels=["a", "b", "c"],
+                               **over).normalised().validate()
+            torch.manual_seed(1)
+            ref = WinnowForSequenceClassification(cfg)
+            init_bert_weights(ref)
+            ref.eval()
+            fast = TrainableWinnow(cfg)
+            fast.load_state_dict(ref.state_dict())
+            fast.eval()
+            lengths = [40, 7, 2, 33]
+            ids = torch.randint(5, 200, (len(lengths), max(lengths)), generator=gen)
+            mask = torch.zeros_like(ids)
+            for i, t in enumerate(lengths):
+                mask[i, :t] = 1
+                ids[i, t:] = 0
+            with torch.no_grad():
+                want = ref(ids, mask)
+                got = fast(ids, mask)
+            self.assertTrue(torch.allclose(got, want, atol=2e-5, rtol=0),
+                            f"{over}: max |diff| {float((got - want).abs().max()):.2e}")
+
     def test_1_prepare(self):
         out, _ = run([PY, os.path.join(SCRIPTS, "prepare_data.py"), "--corpora", "spamassassin",
                       "--spamassassin-dir", self.pkg, "--out", self.data,

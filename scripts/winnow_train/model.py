@@ -3,15 +3,25 @@ pruning decision, BERT's initialisation, and the masked-language-model head
 for pretraining.
 
 TrainableWinnow is winnow_ref's WinnowForSequenceClassification (same
-modules, same state_dict names, same forward: PAPER.md 1-4) with one change
-for speed: the pruning decision of a layer is taken for the whole batch at
-once in torch (f32 importance, vectorised fuzzy sets and ranking) instead
-of window by window in Python doubles. It is the same rule (prune_batch is
-checked against winnow_ref.prune on random scores by
-tests/test_train_tiny.py); the two can differ only where f32 and f64
-importance order two nearly equal scores differently, which matters for the
-engine-equivalence tests (they use the reference itself) but not for
-training. With p = 1.0 no importance is computed at all.
+modules, same state_dict names, same forward: PAPER.md 1-4) with two
+changes for speed:
+
+* the pruning decision of a layer is taken for the whole batch at once in
+  torch (f32 importance, vectorised fuzzy sets and ranking) instead of
+  window by window in Python doubles. It is the same rule (prune_batch is
+  checked against winnow_ref.prune on random scores by
+  tests/test_train_tiny.py); the two can differ only where f32 and f64
+  importance order two nearly equal scores differently, which matters for
+  the engine-equivalence tests (they use the reference itself) but not for
+  training. With p = 1.0 no importance is computed at all.
+* pruned tokens are dropped, as the C engine drops them (PAPER.md 2, OURS):
+  after each decision the kept rows of every window are gathered to the
+  front, in position order, and the following layers run on that many rows
+  (the most any window of the batch kept). A pruned token is no key, and
+  its own state is never read again, so this changes no kept token's state
+  (tests/test_train_tiny.py compares the logits with the reference's); it
+  makes a pruned layer's training step cost what its kept tokens cost,
+  where masking cost the full length.
 """
 
 import os
@@ -117,18 +127,42 @@ class TrainableWinnow(WinnowForSequenceClassification):
     def _pruned_layers(self, h, real, n, out):
         cfg = self.config
         m = cfg.num_combine_tokens
-        always = torch.ones(h.shape[0], m, dtype=torch.bool, device=h.device)
-        last = real.sum(dim=1) - 1
+        b = h.shape[0]
+        always = torch.ones(b, m, dtype=torch.bool, device=h.device)
+        tok, comb = h[:, :n], h[:, n:]
+        # Row r of window i holds the token at position pos[i, r]; kept is
+        # a prefix of each window's rows (right padding, then compaction).
+        pos = torch.arange(n, device=h.device).expand(b, n)
         kept = real
         for layer in self.bert.encoder.layer[:cfg.num_pruned_layers]:
+            w = tok.shape[1]
             present = torch.cat([kept, always], dim=1) if m else kept
-            h, probs = layer(h, present)
-            if cfg.keep_ratio < 1.0:
-                with torch.no_grad():
-                    scores = importance_f32(probs.detach(), present, n)
-                    kept = prune_batch(kept, scores, last, cfg.keep_ratio,
-                                       cfg.fuzzy, cfg.fuzzy_mode)
-        return h, kept
+            x, probs = layer(torch.cat([tok, comb], dim=1) if m else tok, present)
+            tok, comb = x[:, :w], x[:, w:]
+            if cfg.keep_ratio >= 1.0:
+                continue
+            with torch.no_grad():
+                scores = importance_f32(probs.detach(), present, w)
+                last = kept.sum(dim=1) - 1  # [SEP]: the last kept row
+                new = prune_batch(kept, scores, last, cfg.keep_ratio,
+                                  cfg.fuzzy, cfg.fuzzy_mode)
+                counts = new.sum(dim=1)
+                width = int(counts.max())
+                # Kept rows first, each window's in position order.
+                order = torch.sort((~new).to(torch.int8), dim=1, stable=True).indices[:, :width]
+                kept = torch.arange(width, device=h.device)[None] < counts[:, None]
+            tok = torch.gather(tok, 1, order[:, :, None].expand(-1, -1, tok.shape[2]))
+            pos = torch.gather(pos, 1, order)
+        if tok.shape[1] == n and cfg.keep_ratio >= 1.0:
+            return torch.cat([tok, comb], dim=1) if m else tok, kept
+        # Back to position order for the module and head that read K_P:
+        # row r to column pos[:, r], padding rows to a spare column n.
+        where = torch.where(kept, pos, torch.full_like(pos, n))
+        full = tok.new_zeros(b, n + 1, tok.shape[2])
+        full = full.scatter(1, where[:, :, None].expand(-1, -1, tok.shape[2]), tok)[:, :n]
+        k_full = torch.zeros(b, n + 1, dtype=torch.bool, device=h.device)
+        k_full = k_full.scatter(1, where, kept)[:, :n]
+        return torch.cat([full, comb], dim=1) if m else full, k_full
 
 
 # ---------------------------------------------------------------------------
