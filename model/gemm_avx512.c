@@ -202,9 +202,66 @@ static void kernel_12x16(size_t kc, const float *a, size_t lda,
 	if (n > 11) store_row(c + 11 * ldc, cb, zero, t);
 }
 
+/* winnow_panels_pack for a B of [k x n] (the V of a head): each row of a
+ * panel is 32 contiguous floats of B, two masked vector copies. */
+static void pack_plain(float *dst, const float *B, size_t ldb, size_t k,
+		       size_t col_begin, size_t col_end)
+{
+	for (size_t c0 = col_begin; c0 < col_end; c0 += NR, dst += k * NR) {
+		size_t cols = col_end - c0 < NR ? col_end - c0 : NR;
+		__mmask16 lo = tail_mask(cols), hi = cols > 16 ? tail_mask(cols - 16) : 0;
+		for (size_t kk = 0; kk < k; kk++) {
+			const float *src = B + kk * ldb + c0;
+			_mm512_storeu_ps(dst + kk * NR, _mm512_maskz_loadu_ps(lo, src));
+			_mm512_storeu_ps(dst + kk * NR + 16, _mm512_maskz_loadu_ps(hi, src + 16));
+		}
+	}
+}
+
 static inline __mmask16 cols_mask(size_t cols, size_t from)
 {
 	return cols <= from ? 0 : tail_mask(cols - from);
+}
+
+/*
+ * Rows [m0, m0 + MC) of C for every panel of the band, over the k block
+ * [k0, k0 + kc).
+ */
+static void row_block(const winnow_gemm_t *g, tile_t *t, const float *band,
+		      size_t k0, size_t kc, size_t m0, size_t n_panels,
+		      size_t col_begin, size_t col_end, int copy, float *block)
+{
+	size_t M = g->m, K = g->k;
+	size_t mc = M - m0 < MC ? M - m0 : MC;
+	size_t full = mc / MR * MR, padded = (mc + MR - 1) / MR * MR;
+	const float *a = g->a + m0 * g->lda + k0;
+	size_t lda = g->lda, first_copied = copy ? 0 : full;
+	/* The rows the kernel reads from block: all of them, or the tail that
+	 * does not fill MR. */
+	for (size_t r = first_copied; r < padded; r++) {
+		float *dst = block + (r - first_copied) * kc;
+		if (r < mc)
+			memcpy(dst, a + r * lda, kc * sizeof(float));
+		else
+			memset(dst, 0, kc * sizeof(float));
+	}
+	for (size_t q = 0; q < n_panels; q++) {
+		size_t col = col_begin + q * NR;
+		size_t cols = col_end - col < NR ? col_end - col : NR;
+		const float *b = band + (q * K + k0) * NR;
+		t->lo = cols_mask(cols, 0);
+		t->hi = cols_mask(cols, 16);
+		t->bias = g->bias ? g->bias + col : NULL;
+		for (size_t i = 0; i < padded; i += MR) {
+			const float *ai = i < first_copied ? a + i * lda
+							   : block + (i - first_copied) * kc;
+			size_t ldi = i < first_copied ? lda : kc;
+			t->rows = mc - i < MR ? mc - i : MR;
+			(cols > 16 ? kernel_12x32 : kernel_12x16)(
+				kc, ai, ldi, b, g->c + (m0 + i) * g->ldc + col,
+				g->ldc, t);
+		}
+	}
 }
 
 /*
@@ -242,8 +299,7 @@ void winnow_gemm_avx512(const winnow_gemm_t *g, size_t col_begin,
 		if (g->trans_b)
 			pack_trans(packed, g->b, g->ldb, K, col_begin, col_end);
 		else
-			winnow_panels_pack(packed, g->b, g->ldb, 0, K, col_begin,
-					   col_end);
+			pack_plain(packed, g->b, g->ldb, K, col_begin, col_end);
 		band = packed;
 	}
 	size_t n_panels = (col_end - col_begin + NR - 1) / NR;
@@ -254,39 +310,8 @@ void winnow_gemm_avx512(const winnow_gemm_t *g, size_t col_begin,
 		size_t kc = K - k0 < KC ? K - k0 : KC;
 		t.load_c = k0 > 0 || g->accumulate;
 		t.last = k0 + kc == K;
-		for (size_t m0 = 0; m0 < M; m0 += MC) {
-			size_t mc = M - m0 < MC ? M - m0 : MC;
-			size_t full = mc / MR * MR, padded = (mc + MR - 1) / MR * MR;
-			const float *a = g->a + m0 * g->lda + k0;
-			size_t lda = g->lda, first_copied = copy ? 0 : full;
-			/* The rows the kernel reads from block: all of them, or
-			 * the tail that does not fill MR. */
-			for (size_t r = first_copied; r < padded; r++) {
-				float *dst = block + (r - first_copied) * kc;
-				if (r < mc)
-					memcpy(dst, a + r * lda, kc * sizeof(float));
-				else
-					memset(dst, 0, kc * sizeof(float));
-			}
-			for (size_t q = 0; q < n_panels; q++) {
-				size_t col = col_begin + q * NR;
-				size_t cols = col_end - col < NR ? col_end - col : NR;
-				const float *b = band + (q * K + k0) * NR;
-				t.lo = cols_mask(cols, 0);
-				t.hi = cols_mask(cols, 16);
-				t.bias = g->bias ? g->bias + col : NULL;
-				for (size_t i = 0; i < padded; i += MR) {
-					const float *ai = i < first_copied
-						? a + i * lda
-						: block + (i - first_copied) * kc;
-					size_t ldi = i < first_copied ? lda : kc;
-					t.rows = mc - i < MR ? mc - i : MR;
-					(cols > 16 ? kernel_12x32 : kernel_12x16)(
-						kc, ai, ldi, b,
-						g->c + (m0 + i) * g->ldc + col,
-						g->ldc, &t);
-				}
-			}
-		}
+		for (size_t m0 = 0; m0 < M; m0 += MC)
+			row_block(g, &t, band, k0, kc, m0, n_panels, col_begin,
+				  col_end, copy, block);
 	}
 }
