@@ -27,7 +27,7 @@ static void usage(FILE *f)
 	fputs("usage: winnow <command> [options]\n"
 	      "\n"
 	      "commands:\n"
-	      "  classify [--model FILE] [--top-k N] [--batch N] [TEXTFILE...]\n"
+	      "  classify [--model FILE] [--top-k N] [--batch N] [--threads N] [TEXTFILE...]\n"
 	      "                         classify each file (stdin when none) as one document;\n"
 	      "                         one JSON object per document, the daemon's schema;\n"
 	      "                         the model defaults to $WINNOW_MODEL, else the shipped\n"
@@ -38,14 +38,18 @@ static void usage(FILE *f)
 	      "  logits --model FILE [--batch N]\n"
 	      "                         raw logits of windows given as lines of token ids\n"
 	      "  bench --model FILE [--seq-len N] [--batch N] [--repeat N] [--warmup N]\n"
-	      "        [--threads N] [--json] [--gemm] [TEXTFILE...]\n"
+	      "        [--threads N | --workers N] [--json] [--gemm]\n"
 	      "                         time the engine; --gemm also times OpenBLAS alone\n"
 	      "                         on the same GEMM shapes\n"
 	      "  bench --tokenizer (--model FILE | --vocab FILE) [--repeat N] TEXTFILE...\n"
 	      "                         tokenizer throughput in MB/s on one core\n"
 	      "\n"
-	      "Set OPENBLAS_CORETYPE for the machine (scripts do); `winnow inspect` shows\n"
-	      "the core OpenBLAS chose.\n", f);
+	      "  bench --peak [--threads N]\n"
+	      "                         the FP32 FMA rate of N threads\n"
+	      "\n"
+	      "The engine runs on --threads threads (default $WINNOW_THREADS, else the\n"
+	      "online CPUs). Set OPENBLAS_CORETYPE for the machine (scripts do); `winnow\n"
+	      "inspect` shows the kernels and the core OpenBLAS chose.\n", f);
 }
 
 int main(int argc, char **argv)

@@ -243,7 +243,7 @@ print(f"Measured {env['WINNOW_BENCH_DATE']} on {env['WINNOW_BENCH_CPU']}, "
       f"(OPENBLAS_CORETYPE={env['WINNOW_BENCH_CORETYPE'] or 'unset'}); "
       f"{w0['threads']} threads each side; winnow kernels {w0['kernels']}; "
       f"torch {t0['torch']}; best median of {rounds} round(s) per side. "
-      f"Share of the engine's forward time in sgemm: {share}. FP32 FMA peak of "
+      f"Share of the engine's forward time in matrix products: {share}. FP32 FMA peak of "
       f"{w0['threads']} threads (`winnow bench --peak`): {peak:.0f} GFLOP/s.")
 
 load = [float(x) for x in env["WINNOW_BENCH_LOAD"].split()]
