@@ -63,6 +63,13 @@ def parse_args(argv=None):
                     help="plots are written beside the page as NAME-*.png (default results)")
     ap.add_argument("--results-json", metavar="FILE",
                     help="all numbers (default RUNS/results.json)")
+    ap.add_argument("--archive", default=paths.ARCHIVE, metavar="DIR",
+                    help="committed per-run numbers: each evaluated run is written there, and "
+                         "runs of the selection found only there join the table (default "
+                         "docs/results/runs; '' for neither)")
+    ap.add_argument("--reuse-archive", action="store_true",
+                    help="take archived runs' numbers as they are instead of evaluating them "
+                         "again (their speed is still measured when their model is here)")
     args = ap.parse_args(argv)
     cli.parse_selection(ap, args)
     if not os.access(args.winnow, os.X_OK):

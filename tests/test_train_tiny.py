@@ -135,6 +135,7 @@ class TrainTiny(unittest.TestCase):
         cls.data = os.path.join(w, "data")
         cls.splits = os.path.join(w, "splits")
         cls.runs = os.path.join(w, "runs")
+        cls.archive = os.path.join(w, "archive")
         cls.common = ["--splits-dir", cls.splits, "--data-root", cls.data]
 
     def test_0_prune_batch_is_the_reference_rule(self):
@@ -332,13 +333,43 @@ class TrainTiny(unittest.TestCase):
         run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
              "ours-PFC-P3,bert", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
              "--workdir", os.path.join(self.w, "eval"), "--markdown", md,
-             "--torch-check", "5"] + self.common)
+             "--torch-check", "5", "--archive", self.archive] + self.common)
         text = read_text(md)
         self.assertIn("| ours-PFC-P3 | 1 |", text)
         self.assertIn("5/5 labels", text)
         self.assertTrue(os.path.isfile(os.path.join(self.w, "results", "results-tokens.png")))
         res = read_json(os.path.join(self.runs, "results.json"))
         self.assertEqual([r["variant"] for r in res["runs"]], ["ours-PFC-P3"])  # bert: not trained
+        # The run's numbers are archived, without this machine's paths.
+        archived = os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed1.json")
+        entry = read_json(archived)
+        self.assertEqual(entry["accuracy"], res["runs"][0]["accuracy"])
+        self.assertNotIn(self.w, read_text(archived))
+        self.assertIn("encoder_sha256", entry["training"])
+
+    def test_5a_archived_runs_join_the_table(self):
+        """A run evaluated in an earlier session (only its archived numbers
+        left) counts in the accuracy columns, not in the speed columns."""
+        md = os.path.join(self.w, "results", "archive.md")
+        entry = read_json(os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed1.json"))
+        entry.update(variant="bert", accuracy=0.5, macro_f1=0.25, micro_f1=0.5)
+        os.makedirs(os.path.join(self.archive, "spam2", "bert"), exist_ok=True)
+        with open(os.path.join(self.archive, "spam2", "bert", "seed1.json"), "w") as f:
+            json.dump(entry, f)
+        for reuse in (["--reuse-archive"], []):
+            run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
+                 "bert,ours-PFC-P3", "--seed", "1", "--runs", self.runs,
+                 "--winnow", ARGS.winnow, "--workdir", os.path.join(self.w, "eval"),
+                 "--markdown", md, "--torch-check", "0", "--speed-repeats", "1",
+                 "--archive", self.archive] + reuse + self.common)
+            rows = {line.split("|")[1].strip(): line for line in read_text(md).splitlines()
+                    if line.startswith("| bert |") or line.startswith("| ours-PFC-P3 |")}
+            self.assertIn("| 50.00 ± 0.00 |", rows["bert"])
+            self.assertEqual(rows["bert"].split("|")[6].strip(), "-")   # docs/s: not measured
+            self.assertNotEqual(rows["ours-PFC-P3"].split("|")[6].strip(), "-")  # measured here
+            self.assertEqual(rows["ours-PFC-P3"].split("|")[7].strip(), "-")  # no bert to compare
+            if reuse:  # taken as archived: the first evaluation's PyTorch check stays
+                self.assertIn("5/5 labels", rows["ours-PFC-P3"])
 
     def test_5b_shipped_section_keeps_the_page(self):
         md = os.path.join(self.w, "results", "results.md")
@@ -347,7 +378,8 @@ class TrainTiny(unittest.TestCase):
         model = os.path.join(self.runs, "spam2", "ours-PFC-P3", "seed1", "model.wnn")
         run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--shipped", model, "--shipped-variant",
              "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
-             "--workdir", os.path.join(self.w, "eval"), "--markdown", md] + self.common)
+             "--workdir", os.path.join(self.w, "eval"), "--markdown", md,
+             "--archive", self.archive] + self.common)
         text = read_text(md)
         for part in ("| ours-PFC-P3 | 1 |", "Hand-written.", "## The shipped model",
                      "### Explanations", "same label as its f32 export on"):
@@ -359,7 +391,8 @@ class TrainTiny(unittest.TestCase):
         # Run again: the blocks are replaced, not repeated.
         run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--shipped", model, "--shipped-variant",
              "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
-             "--workdir", os.path.join(self.w, "eval"), "--markdown", md] + self.common)
+             "--workdir", os.path.join(self.w, "eval"), "--markdown", md,
+             "--archive", self.archive] + self.common)
         text = read_text(md)
         self.assertEqual(text.count("## The shipped model"), 1)
         self.assertEqual(text.count("Hand-written."), 1)

@@ -6,11 +6,20 @@ every test document with `winnow classify --trace` (the engine's own
 tokenizer and windows, PAPER.md 6), score the labels, and check the engine
 against the PyTorch reference on the first documents (same label; the
 largest difference of the document probabilities). Results go to the run's
-eval.json; the aggregate (mean and standard deviation over seeds) to
+eval.json and to the archive (docs/results/runs/TASK/VARIANT/seedS.json,
+committed); the aggregate (mean and standard deviation over seeds) to
 results.json, docs/results.md and its plots.
+
+The table is built from the archive as well as from the runs on this
+machine: a run trained and evaluated in an earlier session (its checkpoint
+long gone) still counts with its accuracy and F1. Throughput is the
+exception: it is only comparable side by side, so the docs/s and speed-up
+columns come from the runs measured together in this invocation
+(--speed-repeats), and archived runs' own docs/s are not mixed in.
 """
 
 import datetime
+import hashlib
 import json
 import os
 import platform
@@ -116,8 +125,71 @@ def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[st
         step = max(1, len(ids) // args.torch_check)
         result["torch_check"] = torch_check(rdir, store, ids[::step][:args.torch_check],
                                             by_id, task)
+    result["speed_measured"] = True  # this invocation's own run
     runstate.write_json(os.path.join(rdir, "eval.json"), result)
+    archive_result(args, result, rdir)
     return result
+
+
+def archive_path(archive: str, task: str, variant: str, seed: int) -> str:
+    return os.path.join(archive, task, variant, f"seed{seed}.json")
+
+
+def archive_result(args, result: dict, rdir: str) -> None:
+    """A copy of a run's numbers in the committed archive, with what it was
+    trained from, and no path of this machine in it."""
+    if not args.archive:
+        return
+    entry = OrderedDict((k, v) for k, v in result.items() if k != "model")
+    entry["evaluated"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    entry["machine"] = f"{cpu_model()}, {os.cpu_count()} cores"
+    done = os.path.join(rdir, "done.json")
+    if os.path.isfile(done):
+        d = runstate.read_json(done)
+        entry["training"] = {k: d[k] for k in ("steps", "epochs_done", "training_seconds",
+                                               "best", "lr", "batch_size") if k in d}
+        enc = d.get("encoder")
+        weights = os.path.join(enc, "pytorch_model.bin") if enc else None
+        if weights and os.path.isfile(weights):
+            # Which pretrained encoder: runs from different ones do not
+            # belong in one mean.
+            with open(weights, "rb") as f:
+                entry["training"]["encoder_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    path = archive_path(args.archive, result["task"], result["variant"], result["seed"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    runstate.write_json(path, entry)
+
+
+def reuse_archived(args, task: str, variant: str, seed: int) -> Optional[dict]:
+    """--reuse-archive: a run's archived numbers instead of evaluating it
+    again; with the model path when its export is on this machine, so that
+    its speed can still be measured side by side. None if not archived."""
+    path = archive_path(args.archive, task, variant, seed) if args.archive else None
+    if not path or not os.path.isfile(path):
+        return None
+    r = runstate.read_json(path)
+    model = os.path.join(run_dir(args.runs, task, variant, seed), "model.wnn")
+    if os.path.isfile(model):
+        r["model"] = model
+    r["speed_measured"] = False
+    return r
+
+
+def archived_results(args, have) -> List[dict]:
+    """Archived runs of the selection that this invocation did not evaluate."""
+    out = []
+    if not args.archive:
+        return out
+    for tname in args.tasks:
+        for v in args.variants:
+            for s in args.seeds:
+                path = archive_path(args.archive, tname, v, s)
+                if (tname, v, s) in have or not os.path.isfile(path):
+                    continue
+                r = runstate.read_json(path)
+                r["speed_measured"] = False
+                out.append(r)
+    return out
 
 
 def measure_speed(args, results: List[dict], files: Dict[str, str]) -> None:
@@ -139,7 +211,8 @@ def measure_speed(args, results: List[dict], files: Dict[str, str]) -> None:
                 pb.update()
     for r in results:
         median = statistics.median(rounds[id(r)])
-        r.update(speed_seconds=rounds[id(r)], docs_per_second=r["classified"] / median,
+        r.update(speed_seconds=rounds[id(r)], speed_measured=True,
+                 docs_per_second=r["classified"] / median,
                  tokens_per_second=r["tokens_per_second"] * r["seconds"] / median,
                  load_average=os.getloadavg()[0])
         runstate.write_json(os.path.join(os.path.dirname(r["model"]), "eval.json"), r)
@@ -197,8 +270,13 @@ def aggregate(results: List[dict]) -> List[dict]:
     out = []
     for (task, variant), rs in groups.items():
         row = OrderedDict(task=task, variant=variant, seeds=[r["seed"] for r in rs])
-        for key in ("accuracy", "macro_f1", "micro_f1", "docs_per_second", "tokens_per_second"):
+        for key in ("accuracy", "macro_f1", "micro_f1"):
             row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in rs])
+        # Speed only from runs measured side by side in this invocation.
+        timed = [r for r in rs if r.get("speed_measured")]
+        for key in ("docs_per_second", "tokens_per_second"):
+            row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in timed])
+        row["speed_seeds"] = [r["seed"] for r in timed]
         n_layers = len(rs[0]["layers"])
         row["tokens_in_per_window"] = [
             sum(r["layers"][l]["tokens_in_per_window"] for r in rs) / len(rs) for l in range(n_layers)]
@@ -328,8 +406,9 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
                   "| speed-up | tokens per window entering layers 0..L-1 | engine = PyTorch |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
-            speed = (f"{r['docs_per_second'] / base['docs_per_second']:.2f}x"
-                     if base and base["docs_per_second"] else "-")
+            timed = base and base["docs_per_second"] == base["docs_per_second"] \
+                and r["docs_per_second"] == r["docs_per_second"]  # not NaN
+            speed = f"{r['docs_per_second'] / base['docs_per_second']:.2f}x" if timed else "-"
             tok = " / ".join(f"{x:.0f}" for x in r["tokens_in_per_window"])
             if r.get("combining_layer") is not None:
                 tok += f" (layer {r['combining_layer']} combines; later layers see m tokens)"
@@ -346,7 +425,10 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
               "set, model load, file reads and tokenization included; the models of a table "
               "were run in turn, round after round, and each one's median round counts "
               "(`--speed-repeats`), so that the speed-up is a side-by-side ratio even on a "
-              "shared machine. Compare variants within one table, not across machines. "
+              "shared machine; runs that were evaluated in an earlier session (their "
+              "numbers come from the committed archive, docs/results/runs/) count in the "
+              "accuracy columns but not in the speed columns. Compare variants within one "
+              "table, not across machines. "
               "Micro-F1 equals accuracy for single-label classification; it is listed "
               "because the paper reports it.", ""]
     for p in plot_files:
@@ -426,6 +508,12 @@ def run(args) -> int:
         jobs = [(v, s) for v in args.variants for s in args.seeds]
         with progress.bar(total=len(jobs), desc=f"evaluate {tname}", unit="run") as pb:
             for v, s in jobs:
+                r = reuse_archived(args, tname, v, s) if args.reuse_archive else None
+                if r is not None:
+                    pb.update()
+                    if "model" in r:  # here too: its speed is measured below
+                        results.append(r)
+                    continue
                 r = evaluate_run(args, task, v, s, files, labels, store)
                 pb.update()
                 if r is None:
@@ -438,6 +526,12 @@ def run(args) -> int:
                             if chk else ""))
                 results.append(r)
         measure_speed(args, [r for r in results if r["task"] == tname], files)
+    have = {(r["task"], r["variant"], r["seed"]) for r in results}
+    results += archived_results(args, have)
+    # Task, variant and seed order, whichever way each result came.
+    order = {(t, v, s): k for k, (t, v, s) in enumerate(
+        (t, v, s) for t in args.tasks for v in args.variants for s in args.seeds)}
+    results.sort(key=lambda r: order.get((r["task"], r["variant"], r["seed"]), len(order)))
     if not results:
         progress.log("evaluate: no trained run found")
         return 1

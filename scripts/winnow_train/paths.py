@@ -7,6 +7,9 @@ SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(SCRIPTS)
 VOCAB = os.path.join(ROOT, "model", "weights", "vocab.txt")
 SPLITS = os.path.join(SCRIPTS, "splits")
+# Every evaluated run's numbers, committed: the results table is built from
+# them, so that it can grow over several sessions and machines.
+ARCHIVE = os.path.join(ROOT, "docs", "results", "runs")
 FETCH_NPM = os.path.join(SCRIPTS, "fetch_npm.sh")
 DEFAULT_WINNOW = os.path.join(ROOT, "build", "winnow")
 

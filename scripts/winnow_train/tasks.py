@@ -88,6 +88,15 @@ VARIANTS: Dict[str, Variant] = OrderedDict((v.name, v) for v in (
             description="fuzzy pruning (A, p = 0.9) + combining at P = 5"),
 ))
 
+# The rows of the results table (scripts/run_table.sh): every variant the
+# paper has, the two fuzzy readings, a p where the fuzzy rule binds (with
+# plain ratio pruning at that p beside it), and both placements of the
+# combining module with and without pruning. ours-PFC-P2 is a candidate for
+# shipping only; ours-PF-within-p0.6 adds nothing the p = 0.9 row does not.
+TABLE_VARIANTS = ("bert", "ours-P", "ours-PF-budget", "ours-PF-within", f"ours-P-p{LOW_P}",
+                  f"ours-PF-budget-p{LOW_P}", "ours-C-P3", "ours-C-P5", "ours-PFC-P3",
+                  "ours-PFC-P5")
+
 # The shipped model (model/weights/spam.wnn) and its baseline.
 DEFAULT_TASK = "spam2"
 DEFAULT_VARIANT = "ours-PFC-P3"

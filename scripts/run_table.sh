@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The results table of docs/results.md: fine-tunes and evaluates every
+# (task, variant, seed), seed by seed, and rebuilds the page.
+#
+#   scripts/run_table.sh                          everything: 3 tasks x 10 variants x 3 seeds
+#   scripts/run_table.sh --seeds 1 --tasks spam2  a part of it
+#   scripts/run_table.sh --page-only              only rebuild the page from what is done
+#
+# Each run is trained (scripts/train.py: --epochs, at most --minutes of
+# training time) and evaluated at once (scripts/evaluate.py through the C
+# engine), which archives its numbers in docs/results/runs/TASK/VARIANT/
+# seedS.json; a run whose numbers are archived already is skipped, so the
+# table can be filled over several sessions and machines (commit the
+# archive as it grows). All runs start from one pretrained encoder
+# (--encoder, default the one scripts/pretrain.py left in the cache); each
+# archived entry records its sha256, and runs from different encoders do
+# not belong in one mean. The page is rebuilt at the end: accuracy and F1
+# from every archived run, throughput side by side from the runs whose
+# models are on this machine.
+#
+# Cost on 2 cores (Zen 4, docs/training.md): a spam task is about 100
+# minutes a seed for the 10 variants at 2 epochs, Brown about 40.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+py=/usr/bin/python3
+
+seeds=1,2,3 tasks_sel=all variants_sel=table epochs=2 minutes=20 page_only=0 encoder=()
+usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; cat <<USAGE
+options:
+  --seeds LIST      seeds (default 1,2,3)
+  --tasks LIST      tasks (default all: spam2, spam3, brown)
+  --variants LIST   variants (default: the table's, winnow_train/tasks.py)
+  --epochs N        fine-tuning epochs of each run (default 2)
+  --minutes M       training-time cap of each run (default 20)
+  --encoder DIR     the pretrained encoder (default: the cache's)
+  --page-only       skip training; rebuild docs/results.md from what is done
+USAGE
+}
+while (($#)); do
+	case $1 in
+	--seeds) seeds=$2; shift ;;
+	--tasks) tasks_sel=$2; shift ;;
+	--variants) variants_sel=$2; shift ;;
+	--epochs) epochs=$2; shift ;;
+	--minutes) minutes=$2; shift ;;
+	--encoder) encoder=(--encoder "$2"); shift ;;
+	--page-only) page_only=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) echo "run_table: unknown option '$1' (--help)" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+source scripts/blas_env.sh
+expand() { # expand tasks|variants SELECTION -> space-separated names
+	(cd scripts && $py -c "
+import sys
+from winnow_train import tasks
+kind, sel = sys.argv[1], sys.argv[2]
+known = tasks.TASKS if kind == 'tasks' else tasks.VARIANTS
+if sel == 'table':
+    names = list(tasks.TABLE_VARIANTS)
+else:
+    names = tasks.parse_list(sel, known, kind[:-1])
+print(' '.join(names))" "$1" "$2")
+}
+task_list=$(expand tasks "$tasks_sel")
+variant_list=$(expand variants "$variants_sel")
+
+if ((!page_only)); then
+	total=0 k=0
+	for s in ${seeds//,/ }; do for t in $task_list; do for v in $variant_list; do
+		total=$((total + 1))
+	done; done; done
+	for s in ${seeds//,/ }; do
+		for t in $task_list; do
+			for v in $variant_list; do
+				k=$((k + 1))
+				if [[ -f docs/results/runs/$t/$v/seed$s.json ]]; then
+					echo "== run $k/$total: $t/$v/seed$s: archived, skipped" >&2
+					continue
+				fi
+				echo "== run $k/$total: $t/$v/seed$s ($(date +%H:%M))" >&2
+				$py scripts/train.py --task "$t" --variant "$v" --seed "$s" \
+					--epochs "$epochs" --max-minutes "$minutes" "${encoder[@]}"
+				$py scripts/evaluate.py --task "$t" --variant "$v" --seed "$s" \
+					--speed-repeats 0 --markdown ''
+			done
+		done
+	done
+fi
+
+echo "== the page ($(date +%H:%M))" >&2
+$py scripts/evaluate.py --task "${task_list// /,}" --variant "${variant_list// /,}" \
+	--seed "$seeds" --speed-repeats 1 --reuse-archive
