@@ -9,8 +9,10 @@
 #   scripts/bench_engine.sh --shapes "128x1 512x8" --repeat 5
 #
 # Each shape (seq len x batch) is run in --rounds rounds; a round runs
-# `winnow bench` and scripts/bench_torch.py back to back, the order swapped
-# from one round to the next, so that load from other work hits both alike.
+# `winnow bench` (one context on --threads threads; for batches, also one
+# single-threaded context per thread, winnowd's layout) and
+# scripts/bench_torch.py back to back, the order swapped from one round to
+# the next, so that load from other work hits both alike.
 # Each side's table entry is its best round (lowest median), the usual
 # guard against a neighbour's burst on a shared machine.
 #
@@ -155,6 +157,17 @@ run_winnow() { # run_winnow LEN BATCH REPEAT WARMUP ROUND
   printf '{"side": "winnow", "round": %d, "run": %s}\n' "$5" "$out" >>"$results"
 }
 
+# A batch of several windows also runs split over single-threaded contexts,
+# one per thread (`--workers`): winnowd's layout, the same thread budget.
+run_winnow_workers() { # run_winnow_workers LEN BATCH REPEAT WARMUP ROUND
+  local out
+  (($2 > 1)) || return 0
+  out=$("$winnow" bench --model "$wnn" --seq-len "$1" --batch "$2" --repeat "$3" \
+    --warmup "$4" --workers "$threads" --json) ||
+    die "winnow bench --workers failed at ${1}x$2"
+  printf '{"side": "winnow-workers", "round": %d, "run": %s}\n' "$5" "$out" >>"$results"
+}
+
 run_torch() { # run_torch LEN BATCH REPEAT WARMUP ROUND
   local out
   out=$(env "${torch_env[@]}" "$py" scripts/bench_torch.py --checkpoint "$ckpt" \
@@ -179,9 +192,11 @@ for s in $shapes; do
     echo "== ${len}x$batch round $k/$rounds: $w warm-up + $r timed calls per side" >&2
     if ((k % 2)); then
       run_winnow "$len" "$batch" "$r" "$w" "$k"
+      run_winnow_workers "$len" "$batch" "$r" "$w" "$k"
       run_torch "$len" "$batch" "$r" "$w" "$k"
     else
       run_torch "$len" "$batch" "$r" "$w" "$k"
+      run_winnow_workers "$len" "$batch" "$r" "$w" "$k"
       run_winnow "$len" "$batch" "$r" "$w" "$k"
     fi
   done
@@ -215,20 +230,24 @@ env = os.environ
 def best(side, shape):
     cands = [r["run"] for r in runs if r["side"] == side
              and (r["run"]["seq_len"], r["run"]["batch"]) == shape]
-    return min(cands, key=lambda r: r["median_ms"])
+    return min(cands, key=lambda r: r["median_ms"]) if cands else None
 
 
 shapes = [tuple(int(x) for x in s.split("x")) for s in env["WINNOW_BENCH_SHAPES"].split()]
 peak = next((r["run"]["peak_gflops"] for r in runs if r["side"] == "peak"), float("nan"))
 print("| seq len | batch | winnow median ms | torch median ms | speed-up (torch/winnow) "
+      "| winnow, one context per thread, ms | its speed-up "
       "| engine GEMM GFLOP/s | OpenBLAS-alone GFLOP/s | GEMM efficiency % "
       "| OpenBLAS alone, % of FMA peak |")
-print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for shape in shapes:
     w, t = best("winnow", shape), best("torch", shape)
+    ww = best("winnow-workers", shape)
     eff = 100 * w["gemm_gflops"] / w["sgemm_alone_gflops"]
+    split = (f"| {ww['median_ms']:.1f} | {t['median_ms'] / ww['median_ms']:.2f} "
+             if ww else "| | ")
     print(f"| {shape[0]} | {shape[1]} | {w['median_ms']:.1f} | {t['median_ms']:.1f} "
-          f"| {t['median_ms'] / w['median_ms']:.2f} | {w['gemm_gflops']:.0f} "
+          f"| {t['median_ms'] / w['median_ms']:.2f} {split}| {w['gemm_gflops']:.0f} "
           f"| {w['sgemm_alone_gflops']:.0f} | {eff:.0f} "
           f"| {100 * w['sgemm_alone_gflops'] / peak:.0f} |")
 
