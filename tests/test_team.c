@@ -9,6 +9,7 @@
 
 #include <check.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -88,10 +89,8 @@ END_TEST
  * value computed by one thread in one order, so the logits and retained
  * tokens must be the same bits.
  */
-START_TEST(threads_do_not_change_the_results)
+static void check_threads_do_not_change_the_results(const char *path)
 {
-	const char *path = getenv("WINNOW_TEST_MODEL");
-	ck_assert_msg(path != NULL, "WINNOW_TEST_MODEL is not set");
 	char err[512];
 	winnow_model_params_t mp = winnow_model_default_params();
 	winnow_model_t *m = winnow_model_load(path, &mp, err, sizeof err);
@@ -147,6 +146,17 @@ START_TEST(threads_do_not_change_the_results)
 	}
 	free(ids);
 	winnow_model_destroy(m);
+}
+
+START_TEST(threads_do_not_change_the_results)
+{
+	/* tiny.wnn: pruning; tiny-pfc.wnn beside it: pruning and combining. */
+	const char *path = getenv("WINNOW_TEST_MODEL");
+	ck_assert_msg(path != NULL, "WINNOW_TEST_MODEL is not set");
+	check_threads_do_not_change_the_results(path);
+	char pfc[4096];
+	snprintf(pfc, sizeof pfc, "%.*s-pfc.wnn", (int)(strlen(path) - 4), path);
+	check_threads_do_not_change_the_results(pfc);
 }
 END_TEST
 
