@@ -94,6 +94,7 @@ static void assert_defaults(const winnow_config_t *c)
 	ck_assert_int_eq(c->kafka.transactional, 0);
 	ck_assert_str_eq(c->http.listen, "127.0.0.1:9465");
 	ck_assert_uint_eq(c->pipeline.workers, 2);
+	ck_assert_uint_eq(c->pipeline.threads_per_worker, 1);
 	ck_assert_uint_eq(c->pipeline.max_documents, 64);
 	ck_assert_uint_eq(c->pipeline.batch_tokens, 4096);
 	ck_assert_uint_eq(c->pipeline.batch_windows, 16);
@@ -192,6 +193,7 @@ START_TEST(every_value_syntax_is_read)
 		"  listen: \"\"\n"
 		"pipeline:\n"
 		"  workers: 64\n"
+		"  threads_per_worker: 2\n"
 		"  max_documents: 65536\n"
 		"  batch_tokens: 16\n"
 		"  batch_windows: \"4096\"\n"
@@ -211,6 +213,7 @@ START_TEST(every_value_syntax_is_read)
 	ck_assert_int_eq(c.kafka.transactional, 1);
 	ck_assert_str_eq(c.http.listen, "");
 	ck_assert_uint_eq(c.pipeline.workers, 64);
+	ck_assert_uint_eq(c.pipeline.threads_per_worker, 2);
 	ck_assert_uint_eq(c.pipeline.max_documents, 65536);
 	ck_assert_uint_eq(c.pipeline.batch_tokens, 16);
 	ck_assert_uint_eq(c.pipeline.batch_windows, 4096);
