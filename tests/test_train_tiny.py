@@ -164,6 +164,24 @@ class TrainTiny(unittest.TestCase):
                         want = set(pos) - set(prune.leaving_tokens(pos, s, 0, last[i], p, fuzzy, mode))
                         self.assertEqual(set(torch.nonzero(got[i]).flatten().tolist()), want)
 
+    def test_0a_training_windows(self):
+        """Windows of a long document: consecutive, a short tail dropped
+        (but never the first window), at most max_windows of them."""
+        import numpy as np
+        from winnow_train import batching
+        ids = np.arange(25)
+        cuts = lambda ws: [(int(w[0]), len(w)) for w in ws]
+        self.assertEqual(cuts(batching.split_windows(ids, 10)), [(0, 10), (10, 10), (20, 5)])
+        self.assertEqual(cuts(batching.split_windows(ids, 10, min_len=6)), [(0, 10), (10, 10)])
+        self.assertEqual(cuts(batching.split_windows(ids, 10, max_windows=2)), [(0, 10), (10, 10)])
+        self.assertEqual(cuts(batching.split_windows(ids, 10, max_windows=9)),
+                         [(0, 10), (10, 10), (20, 5)])
+        self.assertEqual(cuts(batching.split_windows(ids, 10, "first")), [(0, 10)])
+        self.assertEqual(cuts(batching.split_windows(ids[:3], 10, min_len=6)), [(0, 3)])
+        from winnow_train import tasks
+        self.assertEqual((tasks.TASKS["spam2"].train_windows,
+                          tasks.TASKS["spam2"].max_train_windows), ("all", 4))
+
     def test_0b_trainable_model_is_the_reference(self):
         """TrainableWinnow drops pruned tokens (gathers the kept rows) where
         the reference masks them: the logits must be the reference's."""
@@ -417,7 +435,7 @@ class TrainTiny(unittest.TestCase):
 
     def test_6_build_script_parses(self):
         out, _ = run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--help"])
-        self.assertIn("--budget-minutes", out)
+        self.assertIn("--pretrain-minutes", out)
         self.assertIn("table", out)
 
     @classmethod

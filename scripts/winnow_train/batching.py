@@ -25,15 +25,17 @@ def special_ids(vocab: Sequence[str]):
 
 
 def split_windows(ids: np.ndarray, width: int, policy: str = "all",
-                  min_len: int = 1) -> List[np.ndarray]:
+                  min_len: int = 1, max_windows: int = 0) -> List[np.ndarray]:
     """Consecutive pieces of at most `width` tokens (PAPER.md 6's windows
-    without overlap); policy "first" keeps only the first (PAPER.md 7: the
-    first 512 tokens). Pieces shorter than min_len are dropped, except the
-    first (a short document is still a document)."""
+    without overlap), at most max_windows of them (0: all); policy "first"
+    keeps only the first (PAPER.md 7: the first 512 tokens). Pieces shorter
+    than min_len are dropped, except the first (a short document is still a
+    document)."""
     if policy == "first":
         return [ids[:width]]
     out = [ids[i:i + width] for i in range(0, max(1, len(ids)), width)]
-    return [w for k, w in enumerate(out) if k == 0 or len(w) >= min_len]
+    out = [w for k, w in enumerate(out) if k == 0 or len(w) >= min_len]
+    return out[:max_windows] if max_windows else out
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: random.Random,

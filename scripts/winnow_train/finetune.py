@@ -42,7 +42,8 @@ def task_windows(store: TokenStore, rows, task: tasks.Task, width: int, policy: 
     wins, ys, docs = [], [], []
     for doc_id, label in rows[:limit] if limit else rows:
         y = label_index[task.label_of(label)]
-        for w in batching.split_windows(store.get(doc_id), width, policy, min_len=16):
+        for w in batching.split_windows(store.get(doc_id), width, policy, min_len=16,
+                                        max_windows=task.max_train_windows):
             wins.append(w)
             ys.append(y)
             docs.append(doc_id)
