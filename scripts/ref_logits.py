@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 
-from winnow_ref import checkpoint, wnn  # noqa: E402
+from winnow_ref import checkpoint, document, wnn  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -78,14 +78,7 @@ def read_windows(lines, vocab_size: int, max_len: int):
 
 def batches(windows, size):
     for start in range(0, len(windows), size):
-        chunk = windows[start:start + size]
-        n = max(len(w) for w in chunk)
-        ids = torch.zeros(len(chunk), n, dtype=torch.long)
-        mask = torch.zeros(len(chunk), n, dtype=torch.long)
-        for b, w in enumerate(chunk):
-            ids[b, :len(w)] = torch.tensor(w)
-            mask[b, :len(w)] = 1
-        yield ids, mask
+        yield document.pad(windows[start:start + size])
 
 
 def format_logits(row) -> str:

@@ -71,7 +71,7 @@ def classify_document(model: WinnowForSequenceClassification, tokens: List[int],
     with torch.no_grad():
         for i in range(0, len(windows), batch):
             chunk = windows[i:i + batch]
-            out = model(*_pad([w.ids for w in chunk]), return_details=True)
+            out = model(*pad([w.ids for w in chunk]), return_details=True)
             window_probs += torch.softmax(out.logits, dim=-1).tolist()
             for b, w in enumerate(chunk):
                 for index, score in window_retained(out, b, w):
@@ -104,7 +104,9 @@ def _aggregate(window_probs: List[List[float]], how: str) -> List[float]:
     return [max(c) for c in cols]
 
 
-def _pad(windows: List[List[int]]):
+def pad(windows: List[List[int]]):
+    """A batch of windows of token ids -> (ids, attention mask), padded with
+    id 0 to the longest window."""
     n = max(len(w) for w in windows)
     ids = torch.zeros(len(windows), n, dtype=torch.long)
     mask = torch.zeros(len(windows), n, dtype=torch.long)

@@ -53,14 +53,7 @@ def random_windows(gen: torch.Generator, lengths, vocab_size: int):
     return out
 
 
-def pad(windows):
-    n = max(len(w) for w in windows)
-    ids = torch.zeros(len(windows), n, dtype=torch.long)
-    mask = torch.zeros(len(windows), n, dtype=torch.long)
-    for b, w in enumerate(windows):
-        ids[b, :len(w)] = torch.tensor(w)
-        mask[b, :len(w)] = 1
-    return ids, mask
+pad = document.pad
 
 
 def check(cond: bool, what: str) -> None:
