@@ -4,9 +4,7 @@
 # tests/fixtures/samples/ (zstd-compressed, key = file name), and prints the
 # labelled records as a table. Stops everything it started, by PID, on exit.
 #
-# Uses model/weights/spam.wnn; until the trained model ships it falls back to
-# a small model with RANDOM weights made on the spot, and says so: its labels
-# are then noise.
+# The model is model/weights/spam.wnn (docs/models.md), or $WINNOW_MODEL.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -25,17 +23,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-model=model/weights/spam.wnn
+model=${WINNOW_MODEL:-model/weights/spam.wnn}
 if [[ ! -f $model ]]; then
-  model=build/demo/random.wnn
-  if [[ ! -f $model ]]; then
-    echo "demo: no trained model yet; making a random 2-layer model (labels are noise)" >&2
-    /usr/bin/python3 scripts/make_random_checkpoint.py --out build/demo/random \
-      --layers 2 --hidden 64 --heads 2 --label-names ham,spam --seed 7 >/dev/null
-    /usr/bin/python3 scripts/export_model.py --checkpoint build/demo/random \
-      --out "$model" --keep-ratio 0.9 --name random-untrained --model-version 0 >/dev/null
-  fi
+  echo "demo: no model at '$model' (scripts/build_default_model.sh trains one)" >&2
+  exit 1
 fi
+[[ $model == /* ]] || model=$root/$model
 
 # The broker: an ephemeral port, its address written to a file.
 build/winnow-broker -f "$work/broker.addr" docs:2 labels:2 docs.dlq:1 \
@@ -45,7 +38,7 @@ for _ in $(seq 100); do [[ -s $work/broker.addr ]] && break; sleep 0.1; done
 brokers=$(cat "$work/broker.addr")
 
 cat >"$work/winnowd.yaml" <<YAML
-model: $root/$model
+model: $model
 kafka:
   brokers: $brokers
   group: winnow-demo
@@ -81,8 +74,8 @@ for _ in $(seq 60); do
   [[ $(wc -l <"$records") -ge $n ]] && break
   sleep 0.5
 done
-/usr/bin/python3 - "$records" <<'PY'
-import json, sys
+/usr/bin/python3 - "$records" tests/fixtures/samples <<'PY'
+import json, os, re, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 fmt = "{:<18} {:<6} {:>10}  {}"
 print(fmt.format("document", "label", "confidence", "top retained tokens"))
@@ -90,4 +83,17 @@ for r in sorted(rows, key=lambda r: r["id"]):
     toks = ", ".join(t["token"] for t in r["retained"][:5])
     print(fmt.format(r["id"], r["label"], "%.3f" % r["confidence"], toks))
 print(f"({len(rows)} records, model {rows[0]['model'] if rows else '?'})")
+
+# A retained token is a pointer into the document (its byte span): the
+# words around it say more than the WordPiece alone.
+print("\nthe top 3 retained tokens in their text:")
+for r in sorted(rows, key=lambda r: r["id"]):
+    text = open(os.path.join(sys.argv[2], r["id"]), "rb").read()
+    print(f"  {r['id']} ({r['label']})")
+    for t in r["retained"][:3]:
+        a, b = t["start"], t["end"]
+        before = re.sub(rb"\s+", b" ", text[max(0, a - 24):a]).decode("utf-8", "replace")
+        after = re.sub(rb"\s+", b" ", text[b:b + 24]).decode("utf-8", "replace")
+        word = text[a:b].decode("utf-8", "replace")
+        print(f"    {t['score']:.3f}  ...{before}[{word}]{after}...")
 PY
