@@ -103,6 +103,38 @@ class Cli(unittest.TestCase):
         self.assertEqual(p.stdout, b"")
         self.assertIn("no-such.wnn", p.stderr.decode())
 
+    def test_shipped_model_is_the_default_and_knows_spam(self):
+        """Without --model and $WINNOW_MODEL the tool uses the shipped
+        model/weights/spam.wnn (docs/models.md): it must load, carry the
+        model card's settings, and label the sample mails as a person
+        would; each retained token's span must hold that token's text."""
+        env = {k: v for k, v in os.environ.items() if k != "WINNOW_MODEL"}
+        p = subprocess.run([self.w, "inspect"], env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        info = dict(l.split(": ", 1) for l in p.stdout.decode().splitlines() if ": " in l)
+        self.assertEqual(info["model"], "winnow-spam 1")
+        self.assertTrue(info["file"].endswith("model/weights/spam.wnn"), info["file"])
+        self.assertEqual((info["layers"], info["combine_layer"], info["combine_tokens"],
+                          info["keep_ratio"]), ("6", "2", "8", "0.9"))
+        self.assertLess(os.path.getsize(os.path.join(ROOT, "model/weights/spam.wnn")),
+                        20 * 1000 * 1000)
+        samples = os.path.join(ROOT, "tests/fixtures/samples")
+        files = sorted(os.path.join(samples, f) for f in os.listdir(samples))
+        self.assertGreaterEqual(len(files), 4)
+        p = subprocess.run([self.w, "classify", "--top-k", "3"] + files, env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        for rec in map(json.loads, p.stdout.splitlines()):
+            want = os.path.basename(rec["id"]).split("-")[0]
+            self.assertEqual(rec["label"], want, rec)
+            self.assertGreater(rec["confidence"], 0.9, rec)
+            text = read(rec["id"]).decode().lower().encode()
+            self.assertEqual(len(rec["retained"]), 3)
+            for t in rec["retained"]:
+                piece = text[t["start"]:t["end"]].decode()
+                self.assertEqual(piece, t["token"].removeprefix("##"), (rec["id"], t))
+
     def test_stdin_is_one_document(self):
         (rec,), _ = self.classify(stdin=b"hello\nworld\n")
         self.assertEqual(rec["id"], "-")
