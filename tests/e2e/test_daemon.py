@@ -74,8 +74,12 @@ def check_record(row, text, where, top_k, topic="docs"):
     assert set(rec) >= RECORD_KEYS and not extra, \
         f"{key}: record keys {sorted(rec)}, expected {sorted(RECORD_KEYS)}"
     assert rec["id"] == key, f"{key}: id {rec['id']!r}"
-    assert rec["source"] == {"topic": topic, "partition": where[0], "offset": where[1]}, \
-        f"{key}: source {rec['source']}, input was {topic}[{where[0]}]@{where[1]}"
+    # where: the (partition, offset) the document was produced at, or the
+    # set of them when the broker wrote it more than once.
+    at = where if isinstance(where, set) else {where}
+    src = rec["source"]
+    assert src.get("topic") == topic and (src.get("partition"), src.get("offset")) in at, \
+        f"{key}: source {src}, input was {topic} at {sorted(at)}"
     scores = rec["scores"]
     assert set(scores) == {"ham", "spam"}, f"{key}: scores {scores}"
     assert abs(sum(scores.values()) - 1.0) < 1e-4, f"{key}: scores sum {sum(scores.values())}"
@@ -114,7 +118,8 @@ def check_all_outputs(records, docs, where, top_k=10, exactly_once=False):
         first = recs[0]
         for again in recs[1:]:  # a duplicate is the same classification
             assert again["label"] == first["label"] and \
-                again["source"] == first["source"] and \
+                (again["source"] == first["source"] or
+                 isinstance(where[k], set) and len(where[k]) > 1) and \
                 abs(again["confidence"] - first["confidence"]) < 1e-4, \
                 f"{k!r}: duplicate records differ: {first} / {again}"
         out[k] = recs
@@ -383,8 +388,21 @@ def test_broker_faults(h, args):
         for c in undo:
             b.command(c)
         assert d.running(), f"winnowd exited during '{what}':\n{d.log_this_run()[-3000:]}"
+    # The injected Produce errors can also hit the test's own producer, and
+    # the mock broker may then append a batch twice in spite of idempotence
+    # (seen once in CI: a batch of 167 documents at offsets 334 and 501).
+    # winnowd must classify every copy it reads and name the copy in
+    # `source`, so the records are checked against where the input really is.
+    copies = collections.defaultdict(set)
+    for r in h.consume(b.addr, "docs"):
+        copies[r["key"]].add((r["partition"], r["offset"]))
+    for k, w in where.items():
+        assert w in copies[k], f"{k}: produced at {w}, not found there in 'docs'"
+    twice = sum(1 for k in where if len(copies[k]) > 1)
+    if twice:
+        log(f"the broker wrote {twice} input documents more than once")
     recs = h.wait_keys(b.addr, "labels", [k for k, _ in all_docs], timeout=240)
-    check_all_outputs(recs, all_docs, where)
+    check_all_outputs(recs, all_docs, {k: copies[k] for k in where})
     h.wait_committed_at_end(b.addr, "winnow", "docs", timeout=30)
     assert d.running(), "winnowd exited"
     retries = d.log().count("not delivered")
