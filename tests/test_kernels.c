@@ -303,6 +303,10 @@ int main(void)
 	Suite *s = suite_create("kernels");
 	TCase *tc = tcase_create("kernels");
 	tcase_add_checked_fixture(tc, setup, NULL);
+	/* The GEMM cases check every element against a double-precision loop:
+	 * about 2 s alone under ASan, over Check's 4 s default on a machine
+	 * busy with other work (it timed out in CI). */
+	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, gelu_matches_erf_definition);
 	tcase_add_test(tc, layernorm_matches_definition);
 	tcase_add_test(tc, softmax_rows_sum_to_one);
