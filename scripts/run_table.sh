@@ -98,4 +98,4 @@ fi
 
 echo "== the page ($(date +%H:%M))" >&2
 $py scripts/evaluate.py --task "${task_list// /,}" --variant "${variant_list// /,}" \
-	--seed "$seeds" --speed-repeats 1 --reuse-archive
+	--seed "$seeds" --speed-repeats 3 --reuse-archive
