@@ -433,6 +433,34 @@ class TrainTiny(unittest.TestCase):
         with self.assertRaises(ValueError):
             pick(["e"])
 
+    def test_5d_runs_of_two_encoders_are_refused(self):
+        """An archived run fine-tuned from another pretrained encoder (a
+        lost cache, a new pretraining) cannot be averaged into the table."""
+        path = os.path.join(self.archive, "spam2", "bert", "seed1.json")
+        kept = read_text(path)
+        entry = json.loads(kept)
+        entry["training"]["encoder_sha256"] = "ab" * 32
+        try:
+            with open(path, "w") as f:
+                json.dump(entry, f)
+            p = subprocess.run(
+                [PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
+                 "bert,ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
+                 "--workdir", os.path.join(self.w, "eval"), "--reuse-archive",
+                 "--markdown", os.path.join(self.w, "results", "mixed.md"),
+                 "--torch-check", "0", "--speed-repeats", "1", "--archive", self.archive]
+                + self.common, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
+                env=dict(os.environ, WINNOW_NO_PROGRESS="1"))
+        finally:
+            with open(path, "w") as f:
+                f.write(kept)
+        self.assertNotEqual(p.returncode, 0)
+        err = p.stderr.decode(errors="replace")
+        self.assertIn("different pretrained encoders", err)
+        self.assertIn("spam2/bert/seed1 (encoder abababababab)", err)
+        self.assertIn("spam2/ours-PFC-P3/seed1", err)
+        self.assertFalse(os.path.exists(os.path.join(self.w, "results", "mixed.md")))
+
     def test_6_build_script_parses(self):
         out, _ = run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--help"])
         self.assertIn("--pretrain-minutes", out)

@@ -101,7 +101,8 @@ def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[st
     y_pred = [index[by_id[i]["label"]] for i in ids]
     result = OrderedDict(task=task.name, variant=variant, seed=seed, model=model,
                          documents=len(labels), classified=len(ids),
-                         engine_errors=run.errors[:10])
+                         engine_errors=run.errors[:10],
+                         training=training_provenance(rdir))
     result.update(metrics.scores(y_true, y_pred, len(task.labels)))
     tokens_total = sum(by_id[i]["tokens"] for i in ids)
     windows_total = sum(by_id[i]["chunks"] for i in ids)
@@ -131,6 +132,43 @@ def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[st
     return result
 
 
+def training_provenance(rdir: str) -> dict:
+    """How a run was trained, from its done.json: steps, time, best epoch,
+    and the sha256 of the pretrained encoder it started from."""
+    done = os.path.join(rdir, "done.json")
+    if not os.path.isfile(done):
+        return {}
+    d = runstate.read_json(done)
+    out = {k: d[k] for k in ("steps", "epochs_done", "training_seconds",
+                             "best", "lr", "batch_size") if k in d}
+    enc = d.get("encoder")
+    weights = os.path.join(enc, "pytorch_model.bin") if enc else None
+    if weights and os.path.isfile(weights):
+        with open(weights, "rb") as f:
+            out["encoder_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def encoder_of(result: dict) -> str:
+    return result.get("training", {}).get("encoder_sha256", "unknown")
+
+
+def check_one_encoder(results: List[dict]) -> Optional[str]:
+    """Runs fine-tuned from different pretrained encoders do not belong in
+    one table: their differences would be the encoders', not the
+    variants'. An error naming a run of each, or None."""
+    first = {}
+    for r in results:
+        first.setdefault(encoder_of(r), r)
+    if len(first) <= 1:
+        return None
+    named = [f"{r['task']}/{r['variant']}/seed{r['seed']} (encoder {enc[:12]})"
+             for enc, r in first.items()]
+    return ("runs from different pretrained encoders cannot share one table: "
+            + ", ".join(named)
+            + "; evaluate them apart (--archive, --runs) or retrain from one encoder")
+
+
 def archive_path(archive: str, task: str, variant: str, seed: int) -> str:
     return os.path.join(archive, task, variant, f"seed{seed}.json")
 
@@ -143,18 +181,6 @@ def archive_result(args, result: dict, rdir: str) -> None:
     entry = OrderedDict((k, v) for k, v in result.items() if k != "model")
     entry["evaluated"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     entry["machine"] = f"{cpu_model()}, {os.cpu_count()} cores"
-    done = os.path.join(rdir, "done.json")
-    if os.path.isfile(done):
-        d = runstate.read_json(done)
-        entry["training"] = {k: d[k] for k in ("steps", "epochs_done", "training_seconds",
-                                               "best", "lr", "batch_size") if k in d}
-        enc = d.get("encoder")
-        weights = os.path.join(enc, "pytorch_model.bin") if enc else None
-        if weights and os.path.isfile(weights):
-            # Which pretrained encoder: runs from different ones do not
-            # belong in one mean.
-            with open(weights, "rb") as f:
-                entry["training"]["encoder_sha256"] = hashlib.sha256(f.read()).hexdigest()
     path = archive_path(args.archive, result["task"], result["variant"], result["seed"])
     os.makedirs(os.path.dirname(path), exist_ok=True)
     runstate.write_json(path, entry)
@@ -534,6 +560,10 @@ def run(args) -> int:
     results.sort(key=lambda r: order.get((r["task"], r["variant"], r["seed"]), len(order)))
     if not results:
         progress.log("evaluate: no trained run found")
+        return 1
+    mixed = check_one_encoder(results)
+    if mixed:
+        progress.log(f"evaluate: {mixed}")
         return 1
     rows = aggregate(results)
     runstate.write_json(args.results_json, {"runs": results, "table": rows})
