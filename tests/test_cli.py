@@ -135,6 +135,33 @@ class Cli(unittest.TestCase):
                 piece = text[t["start"]:t["end"]].decode()
                 self.assertEqual(piece, t["token"].removeprefix("##"), (rec["id"], t))
 
+    def test_trace_accounts_for_every_layer(self):
+        """--trace on the shipped model (pruning in layers 0-1, combining at
+        2, m = 8): one row per layer; each layer receives what the one before
+        kept; the layers after the combining module run on m tokens per
+        window."""
+        samples = os.path.join(ROOT, "tests/fixtures/samples")
+        files = sorted(os.path.join(samples, f) for f in os.listdir(samples))
+        _, out, err = run([self.w, "classify", "--model",
+                           os.path.join(ROOT, "model/weights/spam.wnn"), "--trace"] + files,
+                          check=0)
+        recs = [json.loads(x) for x in out.splitlines()]
+        windows = sum(r["chunks"] for r in recs)
+        rows = [l.split() for l in err.splitlines() if l.strip()[:1].isdigit()]
+        self.assertEqual([int(r[0]) for r in rows], list(range(6)))
+        tokens_in = [int(r[2]) for r in rows]
+        kept = [int(r[3]) for r in rows]
+        self.assertTrue(all(int(r[1]) == windows for r in rows), rows)
+        # [CLS] and [SEP] of each window enter layer 0 with the text.
+        self.assertEqual(tokens_in[0], sum(r["tokens"] for r in recs) + 2 * windows)
+        for l in range(1, 6):
+            self.assertEqual(tokens_in[l], kept[l - 1], rows)
+        self.assertLess(kept[0], tokens_in[0])  # p = 0.9 prunes
+        self.assertIn("(combining)", " ".join(rows[2]))
+        for l in (3, 4, 5):
+            self.assertEqual((tokens_in[l], kept[l]), (8 * windows, 8 * windows), rows[l])
+            self.assertIn("(combined tokens)", " ".join(rows[l]))
+
     def test_stdin_is_one_document(self):
         (rec,), _ = self.classify(stdin=b"hello\nworld\n")
         self.assertEqual(rec["id"], "-")

@@ -109,16 +109,15 @@ def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[st
     result.update(seconds=run.seconds, docs_per_second=len(ids) / run.seconds,
                   tokens_per_second=tokens_total / run.seconds, windows=windows_total,
                   load_average=os.getloadavg()[0])
-    # Layers after the combining module run on its m tokens only; the
-    # trace counts embedded tokens, so they are filled in here.
+    # Layers after the combining module run on its m tokens only (the
+    # trace counts them as m per window).
     cfg = WinnowConfig.from_json_file(os.path.join(rdir, "best", "config.json"))
     result["layers"] = []
     for t in run.trace:
         after = cfg.has_combiner and t.layer > cfg.combine_layer
-        per_window = cfg.combine_tokens if after else t.tokens_in / max(1, t.windows)
         result["layers"].append(dict(
-            layer=t.layer, tokens_in_per_window=per_window,
-            kept_per_window=cfg.combine_tokens if after else t.tokens_kept / max(1, t.windows),
+            layer=t.layer, tokens_in_per_window=t.tokens_in / max(1, t.windows),
+            kept_per_window=t.tokens_kept / max(1, t.windows),
             protected=t.protected, spared=t.spared, ms=t.ms, combining=t.combining,
             combined_tokens_only=after))
     if args.torch_check:
