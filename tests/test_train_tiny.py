@@ -182,6 +182,43 @@ class TrainTiny(unittest.TestCase):
         self.assertEqual((tasks.TASKS["spam2"].train_windows,
                           tasks.TASKS["spam2"].max_train_windows), ("all", 4))
 
+    def test_0aa_schedule_follows_steps(self):
+        """The learning-rate progress follows the steps, not the clock:
+        a slow step (a busy neighbour) must not move it, or one seed gives
+        two runs. The time budget only shortens the plan, once the speed
+        measured over the first steps says the plan will not fit."""
+        from winnow_train.runstate import Budget
+        b = Budget(100, 10)                 # 100 steps, 600 s
+        b.elapsed = 30.0                    # a slow first step
+        self.assertEqual(b.progress(1), 0.01)
+        b.replan(1)                         # too early to judge the speed
+        self.assertEqual(b.planned_steps, 100)
+        b.elapsed = 20 * 5.0                # 20 steps at 5 s: 120 fit in 600 s
+        b.replan(20)
+        self.assertEqual((b.planned_steps, b.progress(50)), (100, 0.5))
+        b.elapsed = 20 * 10.0               # 20 steps at 10 s: 60 fit
+        b.replan(20)
+        self.assertEqual(b.planned_steps, 60)
+        self.assertEqual(b.progress(30), 0.5)
+        b.elapsed = 20 * 2.0                # faster again: the plan stays short
+        b.replan(20)
+        self.assertEqual(b.planned_steps, 60)
+        self.assertFalse(b.done(59))
+        self.assertTrue(b.done(60))
+        resumed = Budget(100, 10)           # resumed: the shortened plan holds
+        resumed.restore(b.state())
+        self.assertEqual((resumed.planned_steps, resumed.elapsed), (60, 40.0))
+        longer = Budget(200, 10)            # resumed with more steps: a new plan
+        longer.restore(b.state())
+        self.assertEqual(longer.planned_steps, 200)
+        b.elapsed = 600.0                   # the budget is spent: stop
+        self.assertTrue(b.done(40))
+        t = Budget(None, 10)                # no step count: the clock
+        t.elapsed = 150.0
+        self.assertEqual(t.progress(7), 0.25)
+        with self.assertRaises(ValueError):
+            Budget(None, None)
+
     def test_0b_trainable_model_is_the_reference(self):
         """TrainableWinnow drops pruned tokens (gathers the kept rows) where
         the reference masks them: the logits must be the reference's."""

@@ -143,7 +143,7 @@ def run(args) -> int:
         opt.load_state_dict(st["optimizer"])
         step, epoch, cursor = st["step"], st["epoch"], st["cursor"]
         history, best = st["history"], st["best"]
-        budget.elapsed = st["elapsed"]
+        budget.restore(st)
         runstate.set_rng_state(st["rng"])
         progress.log(f"train: resuming {out} at step {step} (epoch {epoch})")
     else:
@@ -162,8 +162,7 @@ def run(args) -> int:
         runstate.save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "epoch": epoch, "cursor": cursor, "history": history, "best": best,
-            "elapsed": budget.elapsed, "rng": runstate.rng_state(),
-            "config": cfg.to_dict()})
+            **budget.state(), "rng": runstate.rng_state(), "config": cfg.to_dict()})
 
     def validate():
         vl, va = evaluate(model, val_w, val_y, args.eval_batch_size, cls_id, sep_id)
@@ -217,6 +216,7 @@ def run(args) -> int:
         history["step"].append(step)
         history["loss"].append(float(loss))
         budget.tick()
+        budget.replan(step)
         pb.update()
         pb.set_postfix_str(f"loss {float(loss):.3f} ep {epoch} {seconds(budget.elapsed)}",
                            refresh=False)
@@ -239,7 +239,8 @@ def run(args) -> int:
         "variant_settings": dataclasses.asdict(variant), "config": cfg.to_dict(),
         "encoder": args.encoder, "train_documents": len(train_rows),
         "train_windows": len(train_w), "validation_windows": len(val_w),
-        "steps": step, "epochs_done": epoch + cursor / max(1, steps_per_epoch),
+        "steps": step, "planned_steps": budget.planned_steps,
+        "epochs_done": epoch + cursor / max(1, steps_per_epoch),
         "training_seconds": budget.elapsed,
         "seconds_per_step_this_session": (time.monotonic() - wall0) / max(1, step - steps0),
         "cpu_seconds_this_session": runstate.cpu_seconds() - cpu0,

@@ -112,7 +112,7 @@ def run(args) -> int:
         opt.load_state_dict(st["optimizer"])
         step, epoch, cursor = st["step"], st["epoch"], st["cursor"]
         history = st["history"]
-        budget.elapsed = st["elapsed"]
+        budget.restore(st)
         runstate.set_rng_state(st["rng"])
         gen.set_state(st["mask_rng"])
         progress.log(f"pretrain: resuming at step {step} after {seconds(budget.elapsed)} "
@@ -126,9 +126,8 @@ def run(args) -> int:
         runstate.save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "epoch": epoch, "cursor": cursor, "history": history,
-            "elapsed": budget.elapsed, "rng": runstate.rng_state(),
-            "mask_rng": gen.get_state(), "shape": dataclasses.asdict(shape),
-            "seq_len": args.seq_len})
+            **budget.state(), "rng": runstate.rng_state(), "mask_rng": gen.get_state(),
+            "shape": dataclasses.asdict(shape), "seq_len": args.seq_len})
 
     def evaluate() -> float:
         model.eval()
@@ -178,6 +177,7 @@ def run(args) -> int:
         history["loss"].append(float(loss))
         history["tokens"] += int(mask.sum())
         budget.tick()
+        budget.replan(step)
         pb.update()
         pb.set_postfix_str(f"loss {float(loss):.3f} ep {epoch} "
                            f"{seconds(budget.elapsed)}", refresh=False)

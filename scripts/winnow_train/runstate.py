@@ -1,11 +1,14 @@
 """What pretraining and fine-tuning share: the time budget and the
 learning-rate progress, resumable state files, and the history.
 
-Budget: a run stops after max_steps optimiser steps or max_minutes of its
+Budget: a run stops after its planned optimiser steps or max_minutes of its
 own training time (summed over resumptions), whichever comes first. The
 learning-rate schedule (linear warm-up, linear decay, model.lr_factor)
-follows progress = max(step / max_steps, minutes / max_minutes), so a run
-cut by its time budget still ends with its rate decayed to zero.
+follows the steps, so that a seed reproduces its run whatever the load of
+the machine; the time budget only shortens the plan when the measured
+speed says the steps will not fit, so that a run cut by time still ends
+with its rate decayed to zero. A run without a step count (pretraining:
+as long as the machine allows) follows the clock.
 """
 
 import json
@@ -19,14 +22,34 @@ import torch
 
 
 class Budget:
+    # Steps (at least; or this share of the plan) before the measured speed
+    # is trusted to shorten the plan: the first steps are slow (page faults,
+    # allocator) and would shorten it for nothing.
+    SETTLE_STEPS = 10
+    SETTLE_SHARE = 0.05
+
     def __init__(self, max_steps: Optional[int], max_minutes: Optional[float],
                  elapsed: float = 0.0):
         if not max_steps and not max_minutes:
             raise ValueError("a run needs max_steps or max_minutes")
         self.max_steps = max_steps
+        self.planned_steps = max_steps  # shrinks only, see replan
         self.max_seconds = max_minutes * 60.0 if max_minutes else None
         self.elapsed = elapsed
         self._t0 = None
+
+    def state(self) -> dict:
+        """For a run's state file; restore() takes it back."""
+        return {"elapsed": self.elapsed, "max_steps": self.max_steps,
+                "planned_steps": self.planned_steps}
+
+    def restore(self, st: dict) -> None:
+        """A resumed run goes on with its time spent and, if it is resumed
+        with the same step count, with the plan its speed had shortened; a
+        new step count starts a new plan."""
+        self.elapsed = st["elapsed"]
+        if st.get("max_steps") == self.max_steps and st.get("planned_steps"):
+            self.planned_steps = min(st["planned_steps"], self.max_steps)
 
     def start(self):
         self._t0 = time.monotonic()
@@ -38,15 +61,27 @@ class Budget:
             self.elapsed += now - self._t0
         self._t0 = now
 
+    def replan(self, step: int) -> None:
+        """After step `step`: if the time budget cannot hold the planned
+        steps at the speed measured so far, plan the steps that fit. (A
+        schedule that took max(steps, time) moved the rate of every step a
+        slow neighbour touched: two runs of one seed parted at step 3.)"""
+        if not (self.planned_steps and self.max_seconds) or step <= 0:
+            return
+        if step < max(self.SETTLE_STEPS, self.SETTLE_SHARE * self.planned_steps):
+            return
+        fit = int(self.max_seconds * step / max(self.elapsed, 1e-9))
+        if fit < self.planned_steps:
+            self.planned_steps = max(step, fit)
+
     def progress(self, step: int) -> float:
-        p = 0.0
-        if self.max_steps:
-            p = max(p, step / self.max_steps)
-        if self.max_seconds:
-            p = max(p, self.elapsed / self.max_seconds)
-        return min(p, 1.0)
+        if self.planned_steps:
+            return min(step / self.planned_steps, 1.0)
+        return min(self.elapsed / self.max_seconds, 1.0)
 
     def done(self, step: int) -> bool:
+        if self.max_seconds and self.elapsed >= self.max_seconds:
+            return True
         return self.progress(step) >= 1.0
 
 
