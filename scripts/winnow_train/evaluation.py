@@ -138,7 +138,7 @@ def training_provenance(rdir: str) -> dict:
     if not os.path.isfile(done):
         return {}
     d = runstate.read_json(done)
-    out = {k: d[k] for k in ("steps", "epochs_done", "training_seconds",
+    out = {k: d[k] for k in ("steps", "planned_steps", "epochs_done", "training_seconds",
                              "best", "lr", "batch_size") if k in d}
     enc = d.get("encoder")
     weights = os.path.join(enc, "pytorch_model.bin") if enc else None
