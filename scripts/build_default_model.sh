@@ -21,7 +21,9 @@
 #             table, run by run, each archived as it is evaluated, then the
 #             page -> docs/results.md (scripts/run_table.sh; many hours)
 #
-# Time on 2 cores: pretraining gets --pretrain-minutes (default 54); each
+# Time on 2 cores: pretraining runs --pretrain-steps (default 2523, 54
+# minutes on a Zen 4; steps, so that a rebuild on such a machine can give the
+# same encoder), shortened to fit --pretrain-minutes (default 70); each
 # fine-tuning run stops after 3 epochs or its cap, whichever comes first:
 # --bert-minutes (default 45) for the baseline, --model-minutes (default
 # 25) for each candidate (the measured times on a Zen 4 are 32 and 13-16
@@ -52,7 +54,9 @@ options:
                          build,prepare,pretrain,finetune,evaluate,export;
                          'all' adds table)
   --skip LIST            stages to leave out of --stages
-  --pretrain-minutes M   pretraining time (default 54)
+  --pretrain-steps N     pretraining optimiser steps (default 2523)
+  --pretrain-minutes M   pretraining time cap: fewer steps if they would not
+                         fit (default 70)
   --bert-minutes M       cap of the BERT baseline's fine-tuning (default 45)
   --model-minutes M      cap of each candidate's fine-tuning (default 25)
   --candidates LIST      the variants to choose the shipped model from
@@ -74,7 +78,7 @@ EOF
 stages=build,prepare,pretrain,finetune,evaluate,export
 candidates=ours-PFC-P3,ours-PFC-P2
 skip=
-pretrain_min= bert_min= model_min=
+pretrain_steps= pretrain_min= bert_min= model_min=
 epochs=3
 seeds=1,2,3
 table_tasks=all table_variants=table table_minutes=45
@@ -86,6 +90,7 @@ while (($#)); do
 	case $1 in
 	--stages) stages=$2; shift ;;
 	--skip) skip=$2; shift ;;
+	--pretrain-steps) pretrain_steps=$2; shift ;;
 	--pretrain-minutes) pretrain_min=$2; shift ;;
 	--bert-minutes) bert_min=$2; shift ;;
 	--model-minutes) model_min=$2; shift ;;
@@ -106,7 +111,8 @@ while (($#)); do
 done
 [[ $stages == all ]] && stages=build,prepare,pretrain,finetune,evaluate,export,table
 
-pretrain_min=${pretrain_min:-54}
+pretrain_steps=${pretrain_steps:-2523}
+pretrain_min=${pretrain_min:-70}
 bert_min=${bert_min:-45}
 model_min=${model_min:-25}
 
@@ -140,8 +146,8 @@ if want prepare; then
 fi
 
 if want pretrain; then
-	stage "pretrain ($pretrain_min min)"
-	$py scripts/pretrain.py --max-minutes "$pretrain_min"
+	stage "pretrain ($pretrain_steps steps, at most $pretrain_min min)"
+	$py scripts/pretrain.py --max-steps "$pretrain_steps" --max-minutes "$pretrain_min"
 fi
 
 if want finetune; then

@@ -19,6 +19,7 @@ engine gives the PyTorch reference's labels on every document.
 
 import argparse
 import base64
+import hashlib
 import json
 import math
 import os
@@ -307,6 +308,22 @@ class TrainTiny(unittest.TestCase):
         self.assertTrue(math.isfinite(second["validation_mlm_loss"]))
         self.assertTrue(os.path.isfile(os.path.join(out, "encoder", "pytorch_model.bin")))
         self.assertTrue(os.path.getsize(os.path.join(out, "loss.png")) > 1000)
+
+    def test_2a_pretraining_is_reproducible(self):
+        """Two pretrainings of one seed and step count give the same bytes:
+        the build pretrains a step count so that a lost encoder can be
+        made again (docs/training.md)."""
+        shape = ["--layers", "2", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                 "--max-position", "64", "--seq-len", "32", "--batch-size", "8",
+                 "--val-windows", "16", "--eval-every", "0", "--threads", "2",
+                 "--max-steps", "5", "--max-minutes", "30"]
+        digests = []
+        for k in range(2):
+            out = os.path.join(self.w, f"pretrain-again-{k}")
+            run([PY, os.path.join(SCRIPTS, "pretrain.py"), "--out", out] + shape + self.common)
+            with open(os.path.join(out, "encoder", "pytorch_model.bin"), "rb") as f:
+                digests.append(hashlib.sha256(f.read()).hexdigest())
+        self.assertEqual(digests[0], digests[1])
 
     def test_3_finetune_lowers_loss(self):
         import torch
