@@ -44,6 +44,11 @@ SPAM_WORDS = ("free money winner prize offer click cash credit viagra cheap "
               "unsubscribe guaranteed bonus casino loan discount urgent claim "
               "million dollars lottery deal limited act now").split()
 
+# The encoder every pretraining of this test makes: 2 layers x 32.
+TINY_PRETRAINING = ["--layers", "2", "--hidden", "32", "--heads", "2", "--intermediate", "64",
+                    "--max-position", "64", "--seq-len", "32", "--batch-size", "8",
+                    "--val-windows", "16", "--eval-every", "0", "--threads", "2"]
+
 
 def mail(subject, body, kind="plain", msg_id=0):
     """One raw RFC 822 message."""
@@ -293,9 +298,7 @@ class TrainTiny(unittest.TestCase):
 
     def test_2_pretrain_resumes(self):
         out = os.path.join(self.runs, "pretrain")
-        shape = ["--layers", "2", "--hidden", "32", "--heads", "2", "--intermediate", "64",
-                 "--max-position", "64", "--seq-len", "32", "--batch-size", "8",
-                 "--val-windows", "16", "--eval-every", "0", "--threads", "2"]
+        shape = TINY_PRETRAINING
         run([PY, os.path.join(SCRIPTS, "pretrain.py"), "--out", out, "--max-steps", "4"]
             + shape + self.common)
         first = read_json(os.path.join(out, "summary.json"))
@@ -313,10 +316,7 @@ class TrainTiny(unittest.TestCase):
         """Two pretrainings of one seed and step count give the same bytes:
         the build pretrains a step count so that a lost encoder can be
         made again (docs/training.md)."""
-        shape = ["--layers", "2", "--hidden", "32", "--heads", "2", "--intermediate", "64",
-                 "--max-position", "64", "--seq-len", "32", "--batch-size", "8",
-                 "--val-windows", "16", "--eval-every", "0", "--threads", "2",
-                 "--max-steps", "5", "--max-minutes", "30"]
+        shape = TINY_PRETRAINING + ["--max-steps", "5", "--max-minutes", "30"]
         digests = []
         for k in range(2):
             out = os.path.join(self.w, f"pretrain-again-{k}")
