@@ -13,16 +13,16 @@
 # table can be filled over several sessions and machines (commit the
 # archive as it grows). All runs start from one pretrained encoder
 # (--encoder, default the one scripts/pretrain.py left in the cache); each
-# archived entry records its sha256, and runs from different encoders do
-# not belong in one mean. The page is rebuilt at the end: accuracy and F1
-# from every archived run, throughput side by side from the runs whose
+# archived entry records its sha256, and evaluate.py refuses to put runs of
+# different encoders in one table. The page is rebuilt at the end: accuracy
+# and F1 from every archived run, throughput side by side from the runs whose
 # models are on this machine.
 #
-# Cost on 2 cores (Zen 4, docs/training.md): a spam task is about 3.5 hours
-# a seed for the 11 variants, Brown about as much: a whole table is about
-# 30 hours, many sessions, hence the archive. The runs of the default build
-# (scripts/build_default_model.sh: spam2 bert, ours-PFC-P3 and ours-PFC-P2,
-# seed 1) are the table's own, same settings.
+# Cost on 2 cores (Zen 4, docs/training.md): a spam task is about 4.5 hours
+# a seed for the 11 variants and the page, Brown about as much: a whole
+# table is about 40 hours, many sessions, hence the archive. The runs of
+# the default build (scripts/build_default_model.sh: spam2 bert,
+# ours-PFC-P3 and ours-PFC-P2, seed 1) are the table's own, same settings.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
