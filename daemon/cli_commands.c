@@ -363,12 +363,7 @@ static void print_record(classifier_t *c, const char *id)
 	json_decref(rec);
 }
 
-/*
- * --trace: what each layer kept and spent, summed over all documents.
- * The engine counts embedded tokens; the layers after the combining module
- * run on its m tokens per window instead, so those rows show m x windows,
- * marked, rather than a misleading 0.
- */
+/* --trace: what each layer kept and spent, summed over all documents. */
 static void print_trace(const classifier_t *c)
 {
 	const winnow_model_config_t *cfg = c->cfg;
@@ -376,13 +371,8 @@ static void print_trace(const classifier_t *c)
 	for (uint32_t l = 0; l < cfg->num_layers; l++) {
 		winnow_layer_stats_t st;
 		winnow_ctx_layer_stats(c->ctx, l, &st);
-		const char *what = "";
-		if (l == cfg->combine_layer) {
-			what = " (combining)";
-		} else if (l > cfg->combine_layer) {
-			st.tokens_in = st.tokens_kept = st.windows * cfg->combine_tokens;
-			what = " (combined tokens)";
-		}
+		const char *what = l == cfg->combine_layer ? " (combining)"
+				 : l > cfg->combine_layer ? " (combined tokens)" : "";
 		fprintf(stderr, "%5u  %7llu  %9llu  %4llu  %5.1f  %9llu  %6llu  %.2f%s\n",
 			l, (unsigned long long)st.windows,
 			(unsigned long long)st.tokens_in,

@@ -446,11 +446,14 @@ static void attention_and_prune(winnow_ctx_t *ctx, unsigned tid, uint32_t l,
 	winnow_team_barrier(ctx->team);
 
 	if (tid == 0) {
+		/* After the combining module a window's rows are its m
+		 * combined tokens: those are what the layer runs on. */
+		int combined = l > ctx->model->cfg.combine_layer;
 		uint32_t rows = 0;
 		for (uint32_t i = 0; i < nw; i++) {
-			st->tokens_in += ctx->win_tok[i];
+			st->tokens_in += combined ? win_rows(ctx, i) : ctx->win_tok[i];
 			decide_window(ctx, i, decide, last_pruned, rows, st);
-			st->tokens_kept += ctx->win_tok[i];
+			st->tokens_kept += combined ? win_rows(ctx, i) : ctx->win_tok[i];
 			rows += win_rows(ctx, i);
 		}
 		ctx->n_rows = rows;

@@ -221,11 +221,13 @@ void winnow_ctx_stats_reset(winnow_ctx_t *ctx);
 
 /* Per-layer accounting since the context was made or last reset, summed
  * over windows. For the layer the combining module replaces, tokens_in is
- * what it combined and tokens_kept the combined tokens (m per window). */
+ * what it combined and tokens_kept the combined tokens (m per window); the
+ * layers after it run on, and count, those m tokens per window. */
 typedef struct {
 	uint64_t windows;      /* windows that went through the layer */
-	uint64_t tokens_in;    /* embedded tokens entering it (K_l) */
-	uint64_t tokens_kept;  /* embedded tokens kept after it (K_l+1) */
+	uint64_t tokens_in;    /* embedded tokens entering it (K_l), or the
+				  combined ones after the combining module */
+	uint64_t tokens_kept;  /* tokens kept after it (K_l+1), likewise */
 	uint64_t protected_;   /* candidates the fuzzy rule protected (I - U) */
 	uint64_t spared;       /* tokens the ratio budget would have removed
 				  but the fuzzy rule kept */

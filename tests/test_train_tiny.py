@@ -497,19 +497,17 @@ class TrainTiny(unittest.TestCase):
         try:
             with open(path, "w") as f:
                 json.dump(entry, f)
-            p = subprocess.run(
-                [PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
-                 "bert,ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
-                 "--workdir", os.path.join(self.w, "eval"), "--reuse-archive",
-                 "--markdown", os.path.join(self.w, "results", "mixed.md"),
-                 "--torch-check", "0", "--speed-repeats", "1", "--archive", self.archive]
-                + self.common, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=300,
-                env=dict(os.environ, WINNOW_NO_PROGRESS="1"))
+            with self.assertRaises(AssertionError) as refused:  # run(): a non-zero exit
+                run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
+                     "bert,ours-PFC-P3", "--seed", "1", "--runs", self.runs,
+                     "--winnow", ARGS.winnow, "--workdir", os.path.join(self.w, "eval"),
+                     "--reuse-archive", "--markdown", os.path.join(self.w, "results", "mixed.md"),
+                     "--torch-check", "0", "--speed-repeats", "1", "--archive", self.archive]
+                    + self.common)
         finally:
             with open(path, "w") as f:
                 f.write(kept)
-        self.assertNotEqual(p.returncode, 0)
-        err = p.stderr.decode(errors="replace")
+        err = str(refused.exception)
         self.assertIn("different pretrained encoders", err)
         self.assertIn("spam2/bert/seed1 (encoder abababababab)", err)
         self.assertIn("spam2/ours-PFC-P3/seed1", err)

@@ -127,7 +127,7 @@ def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[st
                                             by_id, task)
     result["speed_measured"] = True  # this invocation's own run
     runstate.write_json(os.path.join(rdir, "eval.json"), result)
-    archive_result(args, result, rdir)
+    archive_result(args, result)
     return result
 
 
@@ -172,7 +172,7 @@ def archive_path(archive: str, task: str, variant: str, seed: int) -> str:
     return os.path.join(archive, task, variant, f"seed{seed}.json")
 
 
-def archive_result(args, result: dict, rdir: str) -> None:
+def archive_result(args, result: dict) -> None:
     """A copy of a run's numbers in the committed archive, with what it was
     trained from, and no path of this machine in it."""
     if not args.archive:
