@@ -477,6 +477,45 @@ static void add_layernorm_rows(winnow_ctx_t *ctx, unsigned tid, const float *y,
 }
 
 /*
+ * Whether the head reads only each window's [CLS] row of the last layer:
+ * [CLS] pooling without combining (with combining, or P < L, it averages
+ * rows; PAPER.md 4).
+ */
+static int cls_pooled(const winnow_model_config_t *c)
+{
+	return c->pooling == WINNOW_POOLING_CLS &&
+	       c->combine_layer == c->num_layers;
+}
+
+/*
+ * Before the last layer's output projection of a [CLS]-pooled model: rows
+ * mix only in attention, so from here on the rows the head does not read
+ * need not be computed. Row i becomes window i's [CLS] row (its attention
+ * output and residual), which spares the output projection and the
+ * feed-forward of every other row: 7/12 of the layer's products. A row of
+ * a product does not depend on the others, so the logits are the same
+ * bits; the attention, hence the pruning statistics and the retained
+ * tokens (PAPER.md 5), still covers every token.
+ */
+static void keep_cls_rows(winnow_ctx_t *ctx, unsigned tid)
+{
+	size_t d = ctx->model->cfg.hidden_size;
+	if (tid == 0) {
+		/* win_off[i] >= i: moving rows up in order never overwrites
+		 * one still to move. */
+		for (uint32_t i = 0; i < ctx->n_windows; i++) {
+			size_t from = (size_t)ctx->win_off[i] * d;
+			memmove(ctx->x + i * d, ctx->x + from, d * sizeof(float));
+			memmove(ctx->attn + i * d, ctx->attn + from,
+				d * sizeof(float));
+		}
+		ctx->n_rows = ctx->n_windows;
+		ctx->cls_rows_only = 1;
+	}
+	winnow_team_barrier(ctx->team);
+}
+
+/*
  * One post-LN BERT layer over the n_rows rows of ctx->x; the decision of a
  * pruned layer is taken after its attention and applies from the output
  * projection on.
@@ -493,6 +532,8 @@ static void layer_forward(winnow_ctx_t *ctx, unsigned tid, uint32_t l,
 			  ctx->x, d, ctx->qkv, 3 * d);
 	winnow_ctx_gemm(ctx, tid, &g);
 	attention_and_prune(ctx, tid, l, st);
+	if (l + 1 == c->num_layers && cls_pooled(c))
+		keep_cls_rows(ctx, tid);
 	g = winnow_linear(L->out_w, &L->out_p, L->out_b, ctx->n_rows, d, d,
 			  ctx->attn, d, ctx->tmp, d);
 	winnow_ctx_gemm(ctx, tid, &g);
@@ -515,19 +556,20 @@ static void head(winnow_ctx_t *ctx, float *logits)
 	size_t d = m->cfg.hidden_size;
 	uint32_t nw = ctx->n_windows;
 	float *pooled = ctx->pooled;
-	int cls = m->cfg.pooling == WINNOW_POOLING_CLS &&
-		  m->cfg.combine_layer == m->cfg.num_layers;
+	int cls = cls_pooled(&m->cfg);
 	winnow_gemm_t g;
 
 	for (uint32_t i = 0; i < nw; i++) {
+		float *p = pooled + (size_t)i * d;
+		if (cls) {
+			/* keep_cls_rows left window i's [CLS] on row i */
+			assert(ctx->cls_rows_only);
+			memcpy(p, ctx->x + (size_t)i * d, d * sizeof(float));
+			continue;
+		}
 		/* With combining, the window's rows are its m combined tokens;
 		 * without, its kept tokens (K_L): mean over either. */
 		const float *x = ctx->x + (size_t)ctx->win_off[i] * d;
-		float *p = pooled + (size_t)i * d;
-		if (cls) {
-			memcpy(p, x, d * sizeof(float)); /* [CLS] is row 0 */
-			continue;
-		}
 		size_t n = win_rows(ctx, i);
 		memset(p, 0, d * sizeof(float));
 		for (size_t t = 0; t < n; t++)
@@ -589,6 +631,7 @@ static winnow_err_t check_batch(winnow_ctx_t *ctx, const winnow_window_t *w,
 	}
 	ctx->n_windows = nw;
 	ctx->n_rows = R;
+	ctx->cls_rows_only = 0;
 	return WINNOW_OK;
 }
 
