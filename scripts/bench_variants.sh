@@ -201,17 +201,21 @@ def ref_kept(variant):
     return None, None
 
 
-def flops(kept, P, m, L=12, d=768):
+def flops(kept, P, m, cls_head, L=12, d=768):
     """Forward FLOPs of one window as the engine runs it (a multiply-add is
     2), from |K_0|..|K_P|: pruned layer l runs the QKV projection and the
     attention on its a = |K_l| + m rows and, once the decision is taken,
     the output projection and the feed-forward (4d) on b = |K_l+1| + m
-    rows; the combining module (PAPER.md 3) projects the r = |K_P| kept
-    tokens and the m combination tokens; layers P+1..L-1 run on m rows.
-    Embeddings, LayerNorms and the head are left out."""
+    rows, but for the last layer of a [CLS]-pooled model on the [CLS] row
+    alone (keep_cls_rows in model/encoder.c); the combining module
+    (PAPER.md 3) projects the r = |K_P| kept tokens and the m combination
+    tokens; layers P+1..L-1 run on m rows. Embeddings, LayerNorms and the
+    head are left out."""
     total = 0.0
     for l in range(P):
         a, b = kept[l] + m, kept[l + 1] + m
+        if l == L - 1 and cls_head:
+            b = 1
         total += 2 * a * d * 3 * d + 4 * a * a * d + 2 * b * d * d + 2 * b * d * 8 * d
     if P < L:
         r = kept[P]
@@ -232,7 +236,9 @@ def flops_ratio(variant):
         P, m = L, 0
     else:
         m = cfg["combine_tokens"]
-    return flops(kept, P, m) / flops([n] * (L + 1), L, 0)
+    cls_head = P == L and cfg.get("pooling") == "cls"
+    return (flops(kept, P, m, cls_head) /
+            flops([n] * (L + 1), L, 0, cls_head=True))
 
 
 d1, d8 = ms("engine", "dense", 1, 1), ms("engine", "dense", 8, 1)
