@@ -409,6 +409,10 @@ class TrainTiny(unittest.TestCase):
         text = read_text(md)
         self.assertIn("| ours-PFC-P3 | 1 |", text)
         self.assertIn("5/5 labels", text)
+        # Speeds say when and on which engine sources they were measured.
+        self.assertRegex(text, r"Speeds measured \d{4}-\d\d-\d\d \d\d:\d\d to "
+                               r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, engine at "
+                               r"([0-9a-f]{7,}(\+changes)?|unknown)\.")
         self.assertTrue(os.path.isfile(os.path.join(self.w, "results", "results-tokens.png")))
         res = read_json(os.path.join(self.runs, "results.json"))
         self.assertEqual([r["variant"] for r in res["runs"]], ["ours-PFC-P3"])  # bert: not trained

@@ -15,6 +15,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List
 
+# The sources the winnow binary is built from: a speed is only comparable
+# with another measured on the same ones.
+_ENGINE_SOURCES = ("model", "pipeline", "daemon", "CMakeLists.txt")
+
+
+def source_version(root: str) -> str:
+    """The commit the engine's sources are at, '+changes' when they differ
+    from it in the work tree ('unknown' outside a git checkout). The
+    binary is assumed built from them, as scripts/test.sh and the build
+    scripts do."""
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        changed = git("status", "--porcelain", "--", *_ENGINE_SOURCES)
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
 _TRACE_ROW = re.compile(
     r"^\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)\s+(\d+)\s+([\d.]+)(.*)$")
 

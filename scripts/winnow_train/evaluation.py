@@ -225,18 +225,20 @@ def measure_speed(args, results: List[dict], files: Dict[str, str]) -> None:
     documents / median seconds; the rounds are kept in speed_seconds."""
     if args.speed_repeats <= 0 or not results:
         return
-    paths = list(files)
+    doc_paths = list(files)
     rounds = {id(r): [] for r in results}
+    measured = {"engine": engine.source_version(paths.ROOT), "from": utc_now()}
     with progress.bar(total=args.speed_repeats * len(results), desc="speed", unit="run") as pb:
         for _ in range(args.speed_repeats):
             for r in results:
-                run = engine.classify(args.winnow, r["model"], paths, batch=args.batch,
+                run = engine.classify(args.winnow, r["model"], doc_paths, batch=args.batch,
                                       trace=False)
                 rounds[id(r)].append(run.seconds)
                 pb.update()
+    measured["to"] = utc_now()
     for r in results:
         median = statistics.median(rounds[id(r)])
-        r.update(speed_seconds=rounds[id(r)], speed_measured=True,
+        r.update(speed_seconds=rounds[id(r)], speed_measured=True, speed_run=measured,
                  docs_per_second=r["classified"] / median,
                  tokens_per_second=r["tokens_per_second"] * r["seconds"] / median,
                  load_average=os.getloadavg()[0])
@@ -302,6 +304,7 @@ def aggregate(results: List[dict]) -> List[dict]:
         for key in ("docs_per_second", "tokens_per_second"):
             row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in timed])
         row["speed_seeds"] = [r["seed"] for r in timed]
+        row["speed_run"] = timed[0].get("speed_run") if timed else None
         n_layers = len(rs[0]["layers"])
         row["tokens_in_per_window"] = [
             sum(r["layers"][l]["tokens_in_per_window"] for r in rs) / len(rs) for l in range(n_layers)]
@@ -314,6 +317,10 @@ def aggregate(results: List[dict]) -> List[dict]:
         row["documents"] = rs[0]["classified"]
         out.append(row)
     return out
+
+
+def utc_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
 
 
 def fmt(mean, std, pct=True):
@@ -446,6 +453,11 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
                          f"{fmt(r['docs_per_second'], r['docs_per_second_std'], pct=False)} | "
                          f"{speed} | {tok} | {check} |")
         lines.append("")
+        runs = OrderedDict((json.dumps(r["speed_run"], sort_keys=True), r["speed_run"])
+                           for r in rs if r.get("speed_run"))
+        for m in runs.values():
+            lines += [f"Speeds measured {m['from']} to {m['to']} UTC, engine at "
+                      f"{m['engine']}.", ""]
     lines += ["Throughput: `winnow classify --batch 16` (2 threads) over the whole test "
               "set, model load, file reads and tokenization included; the models of a table "
               "were run in turn, round after round, and each one's median round counts "
