@@ -27,7 +27,8 @@ def parse_args(argv=None):
                     help="run directory (default ${WINNOW_CACHE:-~/.cache/winnow}/runs/pretrain)")
     cli.add_data_args(ap)
     ap.add_argument("--max-minutes", type=float, metavar="M",
-                    help="training-time budget in minutes, summed over resumptions")
+                    help="training-time budget in compute minutes (CPU time over the "
+                         "threads), summed over resumptions")
     ap.add_argument("--max-steps", type=int, metavar="N", help="optimiser-step budget")
     cli.add_shape_args(ap)
     ap.add_argument("--seq-len", type=int, default=128, metavar="N",

@@ -42,7 +42,9 @@ def parse_args(argv=None):
     cli.add_data_args(ap)
     ap.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
     ap.add_argument("--max-minutes", type=float, metavar="M",
-                    help="training-time budget per run; the schedule is compressed to fit")
+                    help="training-time budget per run, in compute minutes (CPU time over the "
+                         "threads: a busy or paused machine does not spend it); the "
+                         "schedule is shortened to fit")
     ap.add_argument("--batch-size", type=int, default=16, help="windows per step (default 16, PAPER.md 7)")
     ap.add_argument("--eval-batch-size", type=int, default=32, help="validation batch (default 32)")
     ap.add_argument("--lr", type=float, default=1e-4,

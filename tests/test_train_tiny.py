@@ -225,6 +225,28 @@ class TrainTiny(unittest.TestCase):
         with self.assertRaises(ValueError):
             Budget(None, None)
 
+    def test_0ab_budget_counts_compute_not_waiting(self):
+        """The budget's clock is the run's compute time: a run stopped
+        (SIGSTOP for a benchmark) or kept waiting does not spend it, so the
+        plan does not depend on what else the machine did."""
+        import time
+        from winnow_train.runstate import Budget, compute_clock
+        clock = compute_clock(2)
+        b = Budget(100, 10, clock=clock)
+        b.start()
+        time.sleep(0.5)                     # waiting, as a stopped run does
+        b.tick()
+        self.assertLess(b.elapsed, 0.1)
+        t0, end = clock(), time.process_time() + 0.4
+        while time.process_time() < end:    # computing on one thread
+            pass
+        self.assertAlmostEqual(clock() - t0, 0.2, delta=0.05)  # over 2 threads
+        fake = iter([0.0, 7.0])
+        b = Budget(100, 10, clock=lambda: next(fake))
+        b.start()
+        b.tick()
+        self.assertEqual(b.elapsed, 7.0)
+
     def test_0b_trainable_model_is_the_reference(self):
         """TrainableWinnow drops pruned tokens (gathers the kept rows) where
         the reference masks them: the logits must be the reference's."""
@@ -429,6 +451,7 @@ class TrainTiny(unittest.TestCase):
         md = os.path.join(self.w, "results", "archive.md")
         entry = read_json(os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed1.json"))
         entry.update(variant="bert", accuracy=0.5, macro_f1=0.25, micro_f1=0.5)
+        entry["training"].update(steps=3, max_steps=6)  # its time budget ran out
         os.makedirs(os.path.join(self.archive, "spam2", "bert"), exist_ok=True)
         with open(os.path.join(self.archive, "spam2", "bert", "seed1.json"), "w") as f:
             json.dump(entry, f)
@@ -441,6 +464,9 @@ class TrainTiny(unittest.TestCase):
             rows = {line.split("|")[1].strip(): line for line in read_text(md).splitlines()
                     if line.startswith("| bert |") or line.startswith("| ours-PFC-P3 |")}
             self.assertIn("| 50.00 ± 0.00 |", rows["bert"])
+            page = read_text(md)
+            self.assertIn("bert: its time budget cut training short (seed 1: 3 of 6 steps)", page)
+            self.assertNotIn("ours-PFC-P3: its time budget cut", page)
             self.assertEqual(rows["bert"].split("|")[6].strip(), "-")   # docs/s: not measured
             self.assertNotEqual(rows["ours-PFC-P3"].split("|")[6].strip(), "-")  # measured here
             self.assertEqual(rows["ours-PFC-P3"].split("|")[7].strip(), "-")  # no bert to compare

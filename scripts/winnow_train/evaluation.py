@@ -138,7 +138,8 @@ def training_provenance(rdir: str) -> dict:
     if not os.path.isfile(done):
         return {}
     d = runstate.read_json(done)
-    out = {k: d[k] for k in ("steps", "planned_steps", "epochs_done", "training_seconds",
+    out = {k: d[k] for k in ("steps", "planned_steps", "max_steps", "epochs_done",
+                             "training_seconds",
                              "best", "lr", "batch_size") if k in d}
     enc = d.get("encoder")
     weights = os.path.join(enc, "pytorch_model.bin") if enc else None
@@ -146,6 +147,13 @@ def training_provenance(rdir: str) -> dict:
         with open(weights, "rb") as f:
             out["encoder_sha256"] = hashlib.sha256(f.read()).hexdigest()
     return out
+
+
+def cut_by_time(result: dict) -> bool:
+    """Whether the run's time budget cut its epochs short (runs trained
+    before done.json recorded max_steps cannot say, and count as not)."""
+    t = result.get("training", {})
+    return "max_steps" in t and t.get("steps", 0) < t["max_steps"]
 
 
 def encoder_of(result: dict) -> str:
@@ -305,6 +313,8 @@ def aggregate(results: List[dict]) -> List[dict]:
             row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in timed])
         row["speed_seeds"] = [r["seed"] for r in timed]
         row["speed_run"] = timed[0].get("speed_run") if timed else None
+        row["cut"] = [f"seed {r['seed']}: {r['training']['steps']} of "
+                      f"{r['training']['max_steps']} steps" for r in rs if cut_by_time(r)]
         n_layers = len(rs[0]["layers"])
         row["tokens_in_per_window"] = [
             sum(r["layers"][l]["tokens_in_per_window"] for r in rs) / len(rs) for l in range(n_layers)]
@@ -453,6 +463,10 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
                          f"{fmt(r['docs_per_second'], r['docs_per_second_std'], pct=False)} | "
                          f"{speed} | {tok} | {check} |")
         lines.append("")
+        for r in rs:
+            if r["cut"]:
+                lines += [f"{r['variant']}: its time budget cut training short "
+                          f"({'; '.join(r['cut'])}): not the table's recipe.", ""]
         runs = OrderedDict((json.dumps(r["speed_run"], sort_keys=True), r["speed_run"])
                            for r in rs if r.get("speed_run"))
         for m in runs.values():

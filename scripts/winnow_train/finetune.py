@@ -128,7 +128,8 @@ def run(args) -> int:
                             foreach=True)
     steps_per_epoch = -(-len(train_w) // args.batch_size)
     max_steps = args.epochs * steps_per_epoch
-    budget = runstate.Budget(max_steps, args.max_minutes)
+    budget = runstate.Budget(max_steps, args.max_minutes,
+                             clock=runstate.compute_clock(torch.get_num_threads()))
     step, epoch, cursor = 0, 0, 0
     best = {"val_loss": float("inf")}
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "val_acc": []}
@@ -239,7 +240,7 @@ def run(args) -> int:
         "variant_settings": dataclasses.asdict(variant), "config": cfg.to_dict(),
         "encoder": args.encoder, "train_documents": len(train_rows),
         "train_windows": len(train_w), "validation_windows": len(val_w),
-        "steps": step, "planned_steps": budget.planned_steps,
+        "steps": step, "planned_steps": budget.planned_steps, "max_steps": max_steps,
         "epochs_done": epoch + cursor / max(1, steps_per_epoch),
         "training_seconds": budget.elapsed,
         "seconds_per_step_this_session": (time.monotonic() - wall0) / max(1, step - steps0),

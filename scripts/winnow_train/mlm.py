@@ -100,7 +100,8 @@ def run(args) -> int:
                             lr=args.lr, betas=(0.9, 0.98), eps=1e-6, foreach=True)
     step, epoch, cursor = 0, 0, 0
     history = {"step": [], "loss": [], "val_step": [], "val_loss": [], "tokens": 0}
-    budget = runstate.Budget(args.max_steps, args.max_minutes)
+    budget = runstate.Budget(args.max_steps, args.max_minutes,
+                             clock=runstate.compute_clock(torch.get_num_threads()))
     gen = torch.Generator().manual_seed(args.seed)
 
     st = runstate.load_state(state_path)
