@@ -55,8 +55,9 @@ options:
                          'all' adds table)
   --skip LIST            stages to leave out of --stages
   --pretrain-steps N     pretraining optimiser steps (default 2523)
-  --pretrain-minutes M   pretraining time cap: fewer steps if they would not
-                         fit (default 70)
+  --pretrain-minutes M   pretraining compute-time cap (CPU time over the
+                         threads): fewer steps if they would not fit
+                         (default 70)
   --bert-minutes M       cap of the BERT baseline's fine-tuning (default 45)
   --model-minutes M      cap of each candidate's fine-tuning (default 25)
   --candidates LIST      the variants to choose the shipped model from

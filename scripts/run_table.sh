@@ -36,8 +36,8 @@ options:
   --variants LIST   variants (default: the table's, winnow_train/tasks.py)
   --epochs N        fine-tuning epochs of each run (default 3, as the
                     shipped model's)
-  --minutes M       training-time cap of each run (default 45, the shipped
-                    model's baseline's)
+  --minutes M       compute-time cap of each run (CPU time over its
+                    threads; default 45, the shipped model's baseline's)
   --encoder DIR     the pretrained encoder (default: the cache's)
   --page-only       skip training; rebuild docs/results.md from what is done
 USAGE
