@@ -23,12 +23,12 @@ if [[ -z ${WINNOW_SKIP_ASAN:-} ]]; then
   echo "== build (ASan+UBSan)"
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DWINNOW_SANITIZE=address >/dev/null
   cmake --build build-asan -j"$jobs" >/dev/null
-  echo "== unit tests (ASan+UBSan)"
+  echo "== unit tests and the engine's forward pass (ASan+UBSan)"
   # OpenBLAS keeps its thread buffers until exit; LeakSanitizer would report
   # them, so leaks are checked (detect_leaks=1) but OpenBLAS runs 1 thread.
   OPENBLAS_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir build-asan --output-on-failure -j"$jobs" -L unit
+    ctest --test-dir build-asan --output-on-failure -j"$jobs" -L 'unit|sanitized'
 fi
 if [[ -z ${WINNOW_SKIP_TSAN:-} ]]; then
   echo "== build (TSan)"
