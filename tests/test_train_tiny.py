@@ -543,6 +543,27 @@ class TrainTiny(unittest.TestCase):
         self.assertIn("spam2/ours-PFC-P3/seed1", err)
         self.assertFalse(os.path.exists(os.path.join(self.w, "results", "mixed.md")))
 
+    def test_5e_unfinished_run_is_left_out(self):
+        """A run still training has a best/ checkpoint of its steps so far
+        but no done.json: evaluate must leave it out, not evaluate and
+        archive it (the table's page step once did, mid-run)."""
+        import shutil
+        done = os.path.join(self.runs, "spam2", "ours-PFC-P3", "seed1")
+        busy = os.path.join(self.runs, "spam2", "ours-PFC-P2", "seed1")
+        shutil.copytree(os.path.join(done, "best"), os.path.join(busy, "best"))
+        try:
+            out, err = run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2",
+                            "--variant", "ours-PFC-P3,ours-PFC-P2", "--seed", "1",
+                            "--runs", self.runs, "--winnow", ARGS.winnow,
+                            "--workdir", os.path.join(self.w, "eval"), "--markdown", "",
+                            "--torch-check", "0", "--speed-repeats", "0",
+                            "--archive", self.archive] + self.common)
+        finally:
+            shutil.rmtree(os.path.join(self.runs, "spam2", "ours-PFC-P2"))
+        self.assertIn("spam2/ours-PFC-P2/seed1: not trained (or not finished), left out", err)
+        self.assertFalse(os.path.exists(
+            os.path.join(self.archive, "spam2", "ours-PFC-P2", "seed1.json")))
+
     def test_6_build_script_parses(self):
         out, _ = run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--help"])
         self.assertIn("--pretrain-minutes", out)

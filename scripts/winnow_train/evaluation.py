@@ -89,7 +89,10 @@ def torch_check(rdir: str, store: TokenStore, ids: List[str], records: Dict[str,
 def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[str, str],
                  labels: Dict[str, str], store: TokenStore) -> Optional[dict]:
     rdir = run_dir(args.runs, task.name, variant, seed)
-    if not os.path.isfile(os.path.join(rdir, "best", "pytorch_model.bin")):
+    # Finished runs only: a run still training (or killed) has a best/ of
+    # its steps so far, not of its recipe, and no provenance yet.
+    if not (os.path.isfile(os.path.join(rdir, "done.json")) and
+            os.path.isfile(os.path.join(rdir, "best", "pytorch_model.bin"))):
         return None
     model = export_run(rdir, f"{task.name}-{variant}", f"seed{seed}")
     env = dict(os.environ)
@@ -568,7 +571,8 @@ def run(args) -> int:
                 r = evaluate_run(args, task, v, s, files, labels, store)
                 pb.update()
                 if r is None:
-                    pb.write(f"evaluate: {tname}/{v}/seed{s}: not trained, left out")
+                    pb.write(f"evaluate: {tname}/{v}/seed{s}: not trained (or not "
+                             f"finished), left out")
                     continue
                 chk = r.get("torch_check", {})
                 pb.write(f"evaluate: {tname}/{v}/seed{s}: accuracy {r['accuracy']:.4f}, "
