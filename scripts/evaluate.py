@@ -47,6 +47,10 @@ def parse_args(argv=None):
                     help="rounds of the side-by-side throughput measurement, every model of a "
                          "task in turn per round, median counted (default 3; 0: the single "
                          "traced run's time)")
+    ap.add_argument("--speed-seed", type=int, metavar="S",
+                    help="measure the throughput of seed S's runs only (one model per "
+                         "variant: a page of every seed stays minutes, not hours; default: "
+                         "every evaluated run)")
     ap.add_argument("--shipped", metavar="FILE",
                     help="instead of the table: this model file (the shipped one) on the test set "
                          "of --shipped-task against the f32 export of the run of --shipped-variant "

@@ -580,7 +580,8 @@ def run(args) -> int:
                          + (f", engine = PyTorch on {chk['same_label']}/{chk['documents']}"
                             if chk else ""))
                 results.append(r)
-        measure_speed(args, [r for r in results if r["task"] == tname], files)
+        measure_speed(args, [r for r in results if r["task"] == tname and
+                             args.speed_seed in (None, r["seed"])], files)
     have = {(r["task"], r["variant"], r["seed"]) for r in results}
     results += archived_results(args, have)
     # Task, variant and seed order, whichever way each result came.
