@@ -11,7 +11,9 @@
 #             P = 3, the paper's efficiency placement scaled, and P = 2) and
 #             the plain BERT baseline, seed 1 (scripts/train.py; resumable)
 #   evaluate  all three through the C engine on the spam2 test set, speed
-#             side by side -> docs/results.md (scripts/evaluate.py)
+#             side by side -> RUNS/build-results.md (scripts/evaluate.py;
+#             the page's table, docs/results.md, is the table stage's: three
+#             rows must not replace it)
 #   export    the candidate scripts/pick_model.py chooses (within 1 point
 #             of BERT's accuracy and at least 2x its engine speed, the most
 #             accurate) -> model/weights/spam.wnn (f16, checked to be at
@@ -164,7 +166,7 @@ fi
 if want evaluate; then
 	stage evaluate
 	$py scripts/evaluate.py --task $task --variant "$base_variant,$candidates" --seed 1 \
-		--winnow "$winnow" --markdown "$results"
+		--winnow "$winnow" --markdown "$runs/build-results.md"
 fi
 
 if want export; then
