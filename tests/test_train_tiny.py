@@ -116,8 +116,8 @@ def read_jsonl(path):
     return [json.loads(x) for x in read_text(path).splitlines() if x.strip()]
 
 
-def run(cmd, timeout=300):
-    env = dict(os.environ, WINNOW_NO_PROGRESS="1")
+def run(cmd, timeout=300, env=None):
+    env = dict(os.environ, WINNOW_NO_PROGRESS="1", **(env or {}))
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=timeout, env=env)
     if p.returncode != 0:
@@ -568,6 +568,21 @@ class TrainTiny(unittest.TestCase):
         out, _ = run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--help"])
         self.assertIn("--pretrain-minutes", out)
         self.assertIn("table", out)
+
+    def test_6a_build_evaluate_keeps_the_page(self):
+        """The default build's evaluate stage compares its three runs; it
+        once wrote them as the page's whole table, replacing the table of
+        every variant, task and seed the page carries."""
+        page = os.path.join(self.w, "page.md")
+        table = "# Results\n\nthe whole table\n"
+        with open(page, "w") as f:
+            f.write(table)
+        run(["bash", os.path.join(SCRIPTS, "build_default_model.sh"), "--stages", "evaluate",
+             "--winnow", ARGS.winnow, "--results", page],
+            env={"WINNOW_CACHE": self.w, "WINNOW_SPLITS": self.splits,
+                 "WINNOW_ARCHIVE": self.archive})
+        self.assertEqual(read_text(page), table)
+        self.assertIn("| ours-PFC-P3 | 1 |", read_text(os.path.join(self.runs, "build-results.md")))
 
     @classmethod
     def tearDownClass(cls):

@@ -6,10 +6,14 @@ import os
 SCRIPTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(SCRIPTS)
 VOCAB = os.path.join(ROOT, "model", "weights", "vocab.txt")
-SPLITS = os.path.join(SCRIPTS, "splits")
+# The split manifests and the archive can be moved by the environment
+# (WINNOW_SPLITS, WINNOW_ARCHIVE), so that the build script's stages, which
+# take the defaults, can run on a test corpus without touching the
+# committed ones (tests/test_train_tiny.py).
+SPLITS = os.environ.get("WINNOW_SPLITS") or os.path.join(SCRIPTS, "splits")
 # Every evaluated run's numbers, committed: the results table is built from
 # them, so that it can grow over several sessions and machines.
-ARCHIVE = os.path.join(ROOT, "docs", "results", "runs")
+ARCHIVE = os.environ.get("WINNOW_ARCHIVE") or os.path.join(ROOT, "docs", "results", "runs")
 FETCH_NPM = os.path.join(SCRIPTS, "fetch_npm.sh")
 DEFAULT_WINNOW = os.path.join(ROOT, "build", "winnow")
 
