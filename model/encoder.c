@@ -510,7 +510,6 @@ static void keep_cls_rows(winnow_ctx_t *ctx, unsigned tid)
 				d * sizeof(float));
 		}
 		ctx->n_rows = ctx->n_windows;
-		ctx->cls_rows_only = 1;
 	}
 	winnow_team_barrier(ctx->team);
 }
@@ -563,7 +562,6 @@ static void head(winnow_ctx_t *ctx, float *logits)
 		float *p = pooled + (size_t)i * d;
 		if (cls) {
 			/* keep_cls_rows left window i's [CLS] on row i */
-			assert(ctx->cls_rows_only);
 			memcpy(p, ctx->x + (size_t)i * d, d * sizeof(float));
 			continue;
 		}
@@ -631,7 +629,6 @@ static winnow_err_t check_batch(winnow_ctx_t *ctx, const winnow_window_t *w,
 	}
 	ctx->n_windows = nw;
 	ctx->n_rows = R;
-	ctx->cls_rows_only = 0;
 	return WINNOW_OK;
 }
 

@@ -56,7 +56,6 @@ struct winnow_ctx_s {
 	 * barriers. */
 	uint32_t n_windows;
 	size_t n_rows;
-	int cls_rows_only;      /* the last layer kept row i = window i's [CLS] */
 	uint32_t *win_off, *win_tok, *row_pos;
 
 	/* Column sums of the attention probabilities, [max_windows][H][n]:

@@ -470,9 +470,9 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
             if r["cut"]:
                 lines += [f"{r['variant']}: its time budget cut training short "
                           f"({'; '.join(r['cut'])}): not the table's recipe.", ""]
-        runs = OrderedDict((json.dumps(r["speed_run"], sort_keys=True), r["speed_run"])
-                           for r in rs if r.get("speed_run"))
-        for m in runs.values():
+        # One side-by-side measurement per task (measure_speed).
+        m = next((r["speed_run"] for r in rs if r.get("speed_run")), None)
+        if m:
             lines += [f"Speeds measured {m['from']} to {m['to']} UTC, engine at "
                       f"{m['engine']}.", ""]
     lines += ["Throughput: `winnow classify --batch 16` (2 threads) over the whole test "
