@@ -75,6 +75,19 @@ task_list=$(expand tasks "$tasks_sel")
 variant_list=$(expand variants "$variants_sel")
 
 if ((!page_only)); then
+	# Hours of training from an encoder the archive's runs do not share
+	# would end in a table evaluate.py refuses: say so before the first run.
+	PYTHONPATH=scripts $py -c "
+import os, sys
+from winnow_train import archive, paths
+enc = sys.argv[1] or os.path.join(paths.cache_root(), 'runs', 'pretrain', 'encoder')
+sha = archive.encoder_sha256(enc)
+if sha is None:
+    sys.exit(f\"run_table: no pretrained encoder in '{enc}' (scripts/pretrain.py)\")
+conflict = archive.archive_encoder_conflict(paths.ARCHIVE, sha)
+if conflict:
+    sys.exit(f'run_table: {conflict}')
+print(f'== encoder {sha[:12]}', file=sys.stderr)" "${encoder[1]:-}"
 	total=0 k=0
 	for s in ${seeds//,/ }; do for t in $task_list; do for v in $variant_list; do
 		total=$((total + 1))

@@ -19,6 +19,7 @@ engine gives the PyTorch reference's labels on every document.
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import json
 import math
@@ -517,9 +518,11 @@ class TrainTiny(unittest.TestCase):
         with self.assertRaises(ValueError):
             pick(["e"])
 
-    def test_5d_runs_of_two_encoders_are_refused(self):
-        """An archived run fine-tuned from another pretrained encoder (a
-        lost cache, a new pretraining) cannot be averaged into the table."""
+    @contextlib.contextmanager
+    def archived_from_another_encoder(self):
+        """spam2/bert/seed1 of the archive as if fine-tuned from another
+        pretrained encoder (a lost cache, a new pretraining), for the
+        duration of the block."""
         path = os.path.join(self.archive, "spam2", "bert", "seed1.json")
         kept = read_text(path)
         entry = json.loads(kept)
@@ -527,6 +530,15 @@ class TrainTiny(unittest.TestCase):
         try:
             with open(path, "w") as f:
                 json.dump(entry, f)
+            yield
+        finally:
+            with open(path, "w") as f:
+                f.write(kept)
+
+    def test_5d_runs_of_two_encoders_are_refused(self):
+        """An archived run fine-tuned from another pretrained encoder
+        cannot be averaged into the table."""
+        with self.archived_from_another_encoder():
             with self.assertRaises(AssertionError) as refused:  # run(): a non-zero exit
                 run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
                      "bert,ours-PFC-P3", "--seed", "1", "--runs", self.runs,
@@ -534,14 +546,36 @@ class TrainTiny(unittest.TestCase):
                      "--reuse-archive", "--markdown", os.path.join(self.w, "results", "mixed.md"),
                      "--torch-check", "0", "--speed-repeats", "1", "--archive", self.archive]
                     + self.common)
-        finally:
-            with open(path, "w") as f:
-                f.write(kept)
         err = str(refused.exception)
         self.assertIn("different pretrained encoders", err)
         self.assertIn("spam2/bert/seed1 (encoder abababababab)", err)
         self.assertIn("spam2/ours-PFC-P3/seed1", err)
         self.assertFalse(os.path.exists(os.path.join(self.w, "results", "mixed.md")))
+
+    def test_5f_archive_of_another_encoder_is_left_alone(self):
+        """A new machine's cache starts empty; a new pretraining that does
+        not reproduce the archive's encoder must neither mix its runs into
+        the archive nor let the table train for hours before saying so."""
+        archived = os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed1.json")
+        before = read_text(archived)
+        with self.archived_from_another_encoder():
+            _, err = run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2",
+                          "--variant", "ours-PFC-P3", "--seed", "1", "--runs", self.runs,
+                          "--winnow", ARGS.winnow, "--workdir", os.path.join(self.w, "eval"),
+                          "--markdown", "", "--torch-check", "0", "--speed-repeats", "0",
+                          "--archive", self.archive] + self.common)
+            self.assertIn("spam2/ours-PFC-P3/seed1 not archived: the archive", err)
+            self.assertIn("holds runs of encoder abababababab (spam2/bert/seed1)", err)
+            self.assertEqual(read_text(archived), before)
+            with self.assertRaises(AssertionError) as refused:
+                run(["bash", os.path.join(SCRIPTS, "run_table.sh"), "--seeds", "1",
+                     "--tasks", "spam2", "--variants", "ours-P",
+                     "--encoder", os.path.join(self.runs, "pretrain", "encoder")],
+                    env={"WINNOW_CACHE": self.w, "WINNOW_SPLITS": self.splits,
+                         "WINNOW_ARCHIVE": self.archive})
+            self.assertIn("run_table: the archive", str(refused.exception))
+        # Refused before its first run: nothing was trained.
+        self.assertFalse(os.path.exists(os.path.join(self.runs, "spam2", "ours-P")))
 
     def test_5e_unfinished_run_is_left_out(self):
         """A run still training has a best/ checkpoint of its steps so far

@@ -19,7 +19,6 @@ columns come from the runs measured together in this invocation
 """
 
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -31,6 +30,7 @@ from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 from . import engine, metrics, paths, progress, runstate, splits, tasks
+from .archive import archive_encoder_conflict, archive_path, encoder_of, encoder_sha256
 from .finetune import run_dir
 from .tokens import TokenStore
 
@@ -144,11 +144,9 @@ def training_provenance(rdir: str) -> dict:
     out = {k: d[k] for k in ("steps", "planned_steps", "max_steps", "epochs_done",
                              "training_seconds",
                              "best", "lr", "batch_size") if k in d}
-    enc = d.get("encoder")
-    weights = os.path.join(enc, "pytorch_model.bin") if enc else None
-    if weights and os.path.isfile(weights):
-        with open(weights, "rb") as f:
-            out["encoder_sha256"] = hashlib.sha256(f.read()).hexdigest()
+    sha = encoder_sha256(d.get("encoder"))
+    if sha:
+        out["encoder_sha256"] = sha
     return out
 
 
@@ -157,10 +155,6 @@ def cut_by_time(result: dict) -> bool:
     before done.json recorded max_steps cannot say, and count as not)."""
     t = result.get("training", {})
     return "max_steps" in t and t.get("steps", 0) < t["max_steps"]
-
-
-def encoder_of(result: dict) -> str:
-    return result.get("training", {}).get("encoder_sha256", "unknown")
 
 
 def check_one_encoder(results: List[dict]) -> Optional[str]:
@@ -179,14 +173,15 @@ def check_one_encoder(results: List[dict]) -> Optional[str]:
             + "; evaluate them apart (--archive, --runs) or retrain from one encoder")
 
 
-def archive_path(archive: str, task: str, variant: str, seed: int) -> str:
-    return os.path.join(archive, task, variant, f"seed{seed}.json")
-
-
 def archive_result(args, result: dict) -> None:
     """A copy of a run's numbers in the committed archive, with what it was
     trained from, and no path of this machine in it."""
     if not args.archive:
+        return
+    conflict = archive_encoder_conflict(args.archive, encoder_of(result))
+    if conflict:
+        print(f"evaluate: {result['task']}/{result['variant']}/seed{result['seed']} "
+              f"not archived: {conflict}", file=sys.stderr)
         return
     entry = OrderedDict((k, v) for k, v in result.items() if k != "model")
     entry["evaluated"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")

@@ -22,7 +22,7 @@ from typing import List
 import numpy as np
 import torch
 
-from . import batching, paths, plots, progress, runstate, splits
+from . import archive, batching, paths, plots, progress, runstate, splits
 from .model import BertForMaskedLM, lr_factor, parameter_count, seconds, train_step
 from .tokens import TokenStore
 
@@ -219,4 +219,11 @@ def run(args) -> int:
     progress.log(f"pretrain: {step} steps, {history['tokens']} tokens in "
                  f"{seconds(budget.elapsed)}; validation MLM loss "
                  f"{history['val_loss'][-1]:.3f}; encoder -> {enc_dir}")
+    # Whether the committed table can go on from this encoder: only if it
+    # is, bit for bit, the one the archived runs were fine-tuned from.
+    sha = archive.encoder_sha256(enc_dir)
+    conflict = archive.archive_encoder_conflict(paths.ARCHIVE, sha)
+    progress.log(f"pretrain: encoder sha256 {sha}; "
+                 + (f"not the archive's: {conflict}" if conflict else
+                    "the archived runs' own (or the archive is empty)"))
     return 0
