@@ -30,6 +30,7 @@ cd "$root"
 py=/usr/bin/python3
 
 seeds=1,2,3 tasks_sel=all variants_sel=table epochs=3 minutes=45 page_only=0 encoder=()
+results=docs/results.md
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; cat <<USAGE
 options:
   --seeds LIST      seeds (default 1,2,3)
@@ -40,7 +41,8 @@ options:
   --minutes M       compute-time cap of each run (CPU time over its
                     threads; default 45, the shipped model's baseline's)
   --encoder DIR     the pretrained encoder (default: the cache's)
-  --page-only       skip training; rebuild docs/results.md from what is done
+  --page-only       skip training; rebuild the page from what is done
+  --results FILE    the page (default docs/results.md)
 USAGE
 }
 while (($#)); do
@@ -52,6 +54,7 @@ while (($#)); do
 	--minutes) minutes=$2; shift ;;
 	--encoder) encoder=(--encoder "$2"); shift ;;
 	--page-only) page_only=1 ;;
+	--results) results=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) echo "run_table: unknown option '$1' (--help)" >&2; exit 2 ;;
 	esac
@@ -59,6 +62,7 @@ while (($#)); do
 done
 
 source scripts/blas_env.sh
+archive=${WINNOW_ARCHIVE:-docs/results/runs} # as scripts/winnow_train/paths.py
 expand() { # expand tasks|variants SELECTION -> space-separated names
 	(cd scripts && $py -c "
 import sys
@@ -96,7 +100,7 @@ print(f'== encoder {sha[:12]}', file=sys.stderr)" "${encoder[1]:-}"
 		for t in $task_list; do
 			for v in $variant_list; do
 				k=$((k + 1))
-				if [[ -f docs/results/runs/$t/$v/seed$s.json ]]; then
+				if [[ -f $archive/$t/$v/seed$s.json ]]; then
 					echo "== run $k/$total: $t/$v/seed$s: archived, skipped" >&2
 					continue
 				fi
@@ -118,4 +122,4 @@ for v in $variant_list; do
 done
 echo "== the page ($(date +%H:%M))" >&2
 $py scripts/evaluate.py --task all --variant "${page_variants// /,}" \
-	--seed 1,2,3 --speed-repeats 3 --speed-seed 1 --reuse-archive
+	--seed 1,2,3 --speed-repeats 3 --speed-seed 1 --reuse-archive --markdown "$results"

@@ -577,6 +577,23 @@ class TrainTiny(unittest.TestCase):
         # Refused before its first run: nothing was trained.
         self.assertFalse(os.path.exists(os.path.join(self.runs, "spam2", "ours-P")))
 
+    def test_5g_table_skips_what_its_archive_holds(self):
+        """run_table.sh skips runs archived in WINNOW_ARCHIVE (it once
+        looked in docs/results/runs whatever the archive was, and would
+        have trained them again) and writes its page where --results says."""
+        page = os.path.join(self.w, "results", "table.md")
+        # A seed the repository's own archive has no run of.
+        shutil.copy(os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed1.json"),
+                    os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed7.json"))
+        _, err = run(["bash", os.path.join(SCRIPTS, "run_table.sh"), "--seeds", "7",
+                      "--tasks", "spam2", "--variants", "ours-PFC-P3", "--results", page,
+                      "--encoder", os.path.join(self.runs, "pretrain", "encoder")],
+                     env={"WINNOW_CACHE": self.w, "WINNOW_SPLITS": self.splits,
+                          "WINNOW_ARCHIVE": self.archive})
+        self.assertIn("spam2/ours-PFC-P3/seed7: archived, skipped", err)
+        self.assertIn("| ours-PFC-P3 | 1 |", read_text(page))
+        os.remove(os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed7.json"))
+
     def test_5e_unfinished_run_is_left_out(self):
         """A run still training has a best/ checkpoint of its steps so far
         but no done.json: evaluate must leave it out, not evaluate and

@@ -546,12 +546,22 @@ def run_shipped(args) -> int:
     return 0
 
 
+def any_run(args, tname: str) -> bool:
+    """Whether the selection holds a finished or archived run of the task."""
+    return any(os.path.isfile(os.path.join(run_dir(args.runs, tname, v, s), "done.json")) or
+               (args.archive and os.path.isfile(archive_path(args.archive, tname, v, s)))
+               for v in args.variants for s in args.seeds)
+
+
 def run(args) -> int:
     if args.shipped:
         return run_shipped(args)
     results = []
     for tname in args.tasks:
         task = tasks.TASKS[tname]
+        if not any_run(args, tname):  # its corpus may not even be prepared here
+            progress.log(f"evaluate: {tname}: no run trained or archived, left out")
+            continue
         labels, files = test_files(args, task)
         store = TokenStore.load(os.path.join(paths.data_dir(task.corpus, args.data_root), "tokens.npz"))
         jobs = [(v, s) for v in args.variants for s in args.seeds]
