@@ -12,7 +12,7 @@
 # seedS.json; a run whose numbers are archived already is skipped, so the
 # table can be filled over several sessions and machines (commit the
 # archive as it grows). All runs start from one pretrained encoder
-# (--encoder, default the one scripts/pretrain.py left in the cache); each
+# (--encoder, default scripts/encoder/, committed with its provenance); each
 # archived entry records its sha256, and evaluate.py refuses to put runs of
 # different encoders in one table. The page is rebuilt at the end, whole
 # whatever part was trained: accuracy and F1 from every archived run of
@@ -29,7 +29,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 py=/usr/bin/python3
 
-seeds=1,2,3 tasks_sel=all variants_sel=table epochs=3 minutes=45 page_only=0 encoder=()
+seeds=1,2,3 tasks_sel=all variants_sel=table epochs=3 minutes=45 page_only=0
+encoder=scripts/encoder # the table's, committed: a lost cache cannot end the table
 results=docs/results.md
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; cat <<USAGE
 options:
@@ -40,7 +41,8 @@ options:
                     shipped model's)
   --minutes M       compute-time cap of each run (CPU time over its
                     threads; default 45, the shipped model's baseline's)
-  --encoder DIR     the pretrained encoder (default: the cache's)
+  --encoder DIR     the pretrained encoder (default scripts/encoder, the
+                    table's; RUNS/pretrain/encoder is scripts/pretrain.py's)
   --page-only       skip training; rebuild the page from what is done
   --results FILE    the page (default docs/results.md)
 USAGE
@@ -52,7 +54,7 @@ while (($#)); do
 	--variants) variants_sel=$2; shift ;;
 	--epochs) epochs=$2; shift ;;
 	--minutes) minutes=$2; shift ;;
-	--encoder) encoder=(--encoder "$2"); shift ;;
+	--encoder) encoder=$2; shift ;;
 	--page-only) page_only=1 ;;
 	--results) results=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -84,14 +86,14 @@ if ((!page_only)); then
 	PYTHONPATH=scripts $py -c "
 import os, sys
 from winnow_train import archive, paths
-enc = sys.argv[1] or os.path.join(paths.cache_root(), 'runs', 'pretrain', 'encoder')
+enc = sys.argv[1]
 sha = archive.encoder_sha256(enc)
 if sha is None:
     sys.exit(f\"run_table: no pretrained encoder in '{enc}' (scripts/pretrain.py)\")
 conflict = archive.archive_encoder_conflict(paths.ARCHIVE, sha)
 if conflict:
     sys.exit(f'run_table: {conflict}')
-print(f'== encoder {sha[:12]}', file=sys.stderr)" "${encoder[1]:-}"
+print(f'== encoder {sha[:12]}', file=sys.stderr)" "$encoder"
 	total=0 k=0
 	for s in ${seeds//,/ }; do for t in $task_list; do for v in $variant_list; do
 		total=$((total + 1))
@@ -106,7 +108,7 @@ print(f'== encoder {sha[:12]}', file=sys.stderr)" "${encoder[1]:-}"
 				fi
 				echo "== run $k/$total: $t/$v/seed$s ($(date +%H:%M))" >&2
 				$py scripts/train.py --task "$t" --variant "$v" --seed "$s" \
-					--epochs "$epochs" --max-minutes "$minutes" "${encoder[@]}"
+					--epochs "$epochs" --max-minutes "$minutes" --encoder "$encoder"
 				$py scripts/evaluate.py --task "$t" --variant "$v" --seed "$s" \
 					--speed-repeats 0 --markdown ''
 			done

@@ -76,7 +76,9 @@ def parse_args(argv=None):
         args.encoder = os.path.join(args.runs, "pretrain", "encoder")
     if args.encoder.lower() == "none":
         args.encoder = None
-    elif not os.path.isfile(os.path.join(args.encoder, "pytorch_model.bin")):
+    else:  # done.json records it, and evaluate.py may run from elsewhere
+        args.encoder = os.path.abspath(args.encoder)
+    if args.encoder and not os.path.isfile(os.path.join(args.encoder, "pytorch_model.bin")):
         ap.error(f"no pretrained encoder in '{args.encoder}' (run scripts/pretrain.py, "
                  f"or --encoder none)")
     n = len(args.tasks) * len(args.variants) * len(args.seeds)

@@ -384,6 +384,19 @@ class TrainTiny(unittest.TestCase):
         _, err = run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant",
                       "ours-PFC-P3", "--seed", "1", "--runs", self.runs] + self.common)
         self.assertIn("is finished", err)
+        # ... but from another encoder it is another run: refused, not
+        # passed off as done (the archive names a run by its encoder).
+        other = os.path.join(self.w, "other-encoder")
+        shutil.copytree(os.path.join(self.runs, "pretrain", "encoder"), other)
+        with open(os.path.join(other, "pytorch_model.bin"), "ab") as f:
+            f.write(b"\0")
+        with self.assertRaises(AssertionError) as refused:
+            run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant",
+                 "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--encoder", other]
+                + self.common)
+        self.assertIn("was trained from encoder", str(refused.exception))
+        with open(os.path.join(self.runs, "pretrain", "encoder", "pytorch_model.bin"), "rb") as f:
+            self.assertEqual(done["encoder_sha256"], hashlib.sha256(f.read()).hexdigest())
 
     def test_4_engine_agrees_with_pytorch(self):
         import torch

@@ -144,7 +144,9 @@ def training_provenance(rdir: str) -> dict:
     out = {k: d[k] for k in ("steps", "planned_steps", "max_steps", "epochs_done",
                              "training_seconds",
                              "best", "lr", "batch_size") if k in d}
-    sha = encoder_sha256(d.get("encoder"))
+    # Recorded at training since 2026-12-04; before, the encoder's file as
+    # it is now (the same bytes while the cache it lives in is).
+    sha = d.get("encoder_sha256") or encoder_sha256(d.get("encoder"))
     if sha:
         out["encoder_sha256"] = sha
     return out

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import batching, paths, plots, progress, runstate, splits, tasks
+from . import archive, batching, paths, plots, progress, runstate, splits, tasks
 from .mlm import Shape
 from .model import classifier_from_encoder, lr_factor, parameter_count, seconds, train_step
 from .tokens import TokenStore
@@ -97,7 +97,16 @@ def run(args) -> int:
     out = args.out
     os.makedirs(out, exist_ok=True)
     done_path = os.path.join(out, "done.json")
+    # What the run starts from is part of what it is: a run finished or
+    # half-done from another encoder (a re-pretrained cache, another
+    # --encoder) is not this run.
+    encoder_sha = archive.encoder_sha256(args.encoder)
     if os.path.isfile(done_path) and not args.force:
+        theirs = runstate.read_json(done_path).get("encoder_sha256", encoder_sha)
+        if theirs != encoder_sha:
+            raise SystemExit(f"train: {out} was trained from encoder {str(theirs)[:12]}, "
+                             f"not {str(encoder_sha)[:12]} ('{args.encoder}'); "
+                             f"--force to train it again")
         progress.log(f"train: {out} is finished (done.json); --force to train again")
         return 0
     if args.force:
@@ -140,6 +149,9 @@ def run(args) -> int:
         if st["config"] != cfg.to_dict():
             raise SystemExit(f"train: '{state_path}' belongs to another configuration; "
                              f"use --force to start over")
+        if st.get("encoder_sha256", encoder_sha) != encoder_sha:
+            raise SystemExit(f"train: '{state_path}' started from another encoder "
+                             f"({str(st['encoder_sha256'])[:12]}); use --force to start over")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         step, epoch, cursor = st["step"], st["epoch"], st["cursor"]
@@ -163,7 +175,8 @@ def run(args) -> int:
         runstate.save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "epoch": epoch, "cursor": cursor, "history": history, "best": best,
-            **budget.state(), "rng": runstate.rng_state(), "config": cfg.to_dict()})
+            **budget.state(), "rng": runstate.rng_state(), "config": cfg.to_dict(),
+            "encoder_sha256": encoder_sha})
 
     def validate():
         vl, va = evaluate(model, val_w, val_y, args.eval_batch_size, cls_id, sep_id)
@@ -238,7 +251,8 @@ def run(args) -> int:
     summary = {
         "task": task.name, "variant": variant.name, "seed": args.seed,
         "variant_settings": dataclasses.asdict(variant), "config": cfg.to_dict(),
-        "encoder": args.encoder, "train_documents": len(train_rows),
+        "encoder": args.encoder, "encoder_sha256": encoder_sha,
+        "train_documents": len(train_rows),
         "train_windows": len(train_w), "validation_windows": len(val_w),
         "steps": step, "planned_steps": budget.planned_steps, "max_steps": max_steps,
         "epochs_done": epoch + cursor / max(1, steps_per_epoch),
