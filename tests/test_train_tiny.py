@@ -445,6 +445,7 @@ class TrainTiny(unittest.TestCase):
         text = read_text(md)
         self.assertIn("| ours-PFC-P3 | 1 |", text)
         self.assertIn("5/5 labels", text)
+        self.assertIn("Pretrained encoder: 2 layers x ", text)  # the runs' own, found by sha
         # Speeds say when and on which engine sources they were measured.
         self.assertRegex(text, r"Speeds measured \d{4}-\d\d-\d\d \d\d:\d\d to "
                                r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, engine at "

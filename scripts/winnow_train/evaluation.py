@@ -548,6 +548,17 @@ def run_shipped(args) -> int:
     return 0
 
 
+def pretraining_of(sha: str, runs: str) -> Optional[dict]:
+    """The pretraining summary of the table's encoder: the committed one's
+    or this machine's, whichever has its bytes; None if neither."""
+    for enc, summary in ((paths.ENCODER, os.path.join(paths.ENCODER, "summary.json")),
+                         (os.path.join(runs, "pretrain", "encoder"),
+                          os.path.join(runs, "pretrain", "summary.json"))):
+        if os.path.isfile(summary) and encoder_sha256(enc) == sha:
+            return runstate.read_json(summary)
+    return None
+
+
 def any_run(args, tname: str) -> bool:
     """Whether the selection holds a finished or archived run of the task."""
     return any(os.path.isfile(os.path.join(run_dir(args.runs, tname, v, s), "done.json")) or
@@ -604,10 +615,7 @@ def run(args) -> int:
         return 1
     rows = aggregate(results)
     runstate.write_json(args.results_json, {"runs": results, "table": rows})
-    pretrain = None
-    summ = os.path.join(args.runs, "pretrain", "summary.json")
-    if os.path.isfile(summ):
-        pretrain = runstate.read_json(summ)
+    pretrain = pretraining_of(encoder_of(results[0]), args.runs)
     if args.markdown:
         os.makedirs(os.path.dirname(os.path.abspath(args.markdown)), exist_ok=True)
         plot_files = write_plots(rows, os.path.dirname(os.path.abspath(args.markdown)),

@@ -216,6 +216,7 @@ def run(args) -> int:
                "seq_len": args.seq_len, "lr": args.lr, "parameters": parameter_count(model)}
     runstate.write_json(os.path.join(args.out, "history.json"), history)
     runstate.write_json(os.path.join(args.out, "summary.json"), summary)
+    runstate.write_json(os.path.join(enc_dir, "summary.json"), summary)  # travels with it
     progress.log(f"pretrain: {step} steps, {history['tokens']} tokens in "
                  f"{seconds(budget.elapsed)}; validation MLM loss "
                  f"{history['val_loss'][-1]:.3f}; encoder -> {enc_dir}")

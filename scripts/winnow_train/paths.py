@@ -14,6 +14,9 @@ SPLITS = os.environ.get("WINNOW_SPLITS") or os.path.join(SCRIPTS, "splits")
 # Every evaluated run's numbers, committed: the results table is built from
 # them, so that it can grow over several sessions and machines.
 ARCHIVE = os.environ.get("WINNOW_ARCHIVE") or os.path.join(ROOT, "docs", "results", "runs")
+# The results table's pretrained encoder, committed with its pretraining
+# summary so that the table can go on from any machine.
+ENCODER = os.path.join(SCRIPTS, "encoder")
 FETCH_NPM = os.path.join(SCRIPTS, "fetch_npm.sh")
 DEFAULT_WINNOW = os.path.join(ROOT, "build", "winnow")
 
