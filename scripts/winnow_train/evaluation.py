@@ -182,8 +182,8 @@ def archive_result(args, result: dict) -> None:
         return
     conflict = archive_encoder_conflict(args.archive, encoder_of(result))
     if conflict:
-        print(f"evaluate: {result['task']}/{result['variant']}/seed{result['seed']} "
-              f"not archived: {conflict}", file=sys.stderr)
+        progress.log(f"evaluate: {result['task']}/{result['variant']}/seed{result['seed']} "
+                     f"not archived: {conflict}")
         return
     entry = OrderedDict((k, v) for k, v in result.items() if k != "model")
     entry["evaluated"] = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
