@@ -275,6 +275,34 @@ def check_rules() -> None:
     print("ok   keep(t, p) exact for 4-decimal p, quantiles, fuzzy cut, a = b, ties, within")
 
 
+def check_budget_reading_is_ratio_pruning_at_09() -> None:
+    """PAPER.md 2, reading A at p = 0.9 is ours-P, for every window.
+
+    Why it must hold: (I - U)^c is a lower set of the scores that holds every
+    candidate with s <= a = Q(0.25), at least floor((c - 1) / 4) + 1 of the
+    c = t - 2 candidates; the budget t - keep(t, 0.9) never exceeds that for
+    t >= 3. So the budget is spent on the same lowest-scored tokens with or
+    without the fuzzy rule. The results table relies on it (its
+    ours-PF-budget row repeats ours-P's computation, docs/results.md); ties
+    and tiny windows are where a counting slip would show."""
+    rng = np.random.default_rng(9)
+    for t in range(3, 513):
+        for trial in range(4):
+            if trial == 0:
+                vals = np.full(t, 0.5)           # all equal: a = b
+            elif trial == 1:
+                vals = rng.integers(0, 3, t) / 4.0  # heavy ties
+            else:
+                vals = rng.random(t)
+            s = dict(enumerate(vals.tolist()))
+            kept = list(range(t))
+            plain = prune.leaving_tokens(kept, s, 0, t - 1, 0.9, False, "budget")
+            fuzzy = prune.leaving_tokens(kept, s, 0, t - 1, 0.9, True, "budget")
+            check(plain == fuzzy, f"t = {t}, trial {trial}: reading A at p = 0.9 left "
+                  f"{fuzzy}, ours-P {plain}")
+    print("ok   reading A at p = 0.9 prunes as ours-P does, every t in 3..512, ties included")
+
+
 def check_combiner_ties() -> None:
     cfg = dataclasses.replace(SMALL, combine_layer=2, combine_tokens=4).validate()
     comb = make_model(cfg).winnow.combine
@@ -345,7 +373,8 @@ def check_documents() -> None:
 
 def main() -> int:
     torch.set_num_threads(2)
-    checks = [check_rules, check_dense_matches_torch, check_padding_invariance,
+    checks = [check_rules, check_budget_reading_is_ratio_pruning_at_09,
+              check_dense_matches_torch, check_padding_invariance,
               check_masking_equals_dropping, check_kept_set_rules,
               check_combiner_ties, check_training_step, check_documents]
     for c in checks:
