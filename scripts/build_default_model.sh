@@ -166,7 +166,7 @@ fi
 if want evaluate; then
 	stage evaluate
 	$py scripts/evaluate.py --task $task --variant "$base_variant,$candidates" --seed 1 \
-		--winnow "$winnow" --markdown "$runs/build-results.md"
+		--winnow "$winnow" --encoder "$runs/pretrain/encoder" --markdown "$runs/build-results.md"
 fi
 
 if want export; then

@@ -45,8 +45,13 @@ def parse_args(argv=None):
                          "reference, whose labels the engine must match (default 100; 0: none)")
     ap.add_argument("--speed-repeats", type=int, default=3, metavar="N",
                     help="rounds of the side-by-side throughput measurement, every model of a "
-                         "task in turn per round, median counted (default 3; 0: the single "
-                         "traced run's time)")
+                         "task and its speed reference in turn per round, median counted "
+                         "(default 3; 0: none, speeds only from the archive)")
+    ap.add_argument("--encoder", default=paths.ENCODER, metavar="DIR",
+                    help="the runs' pretrained encoder, from which each task's speed "
+                         "reference (plain BERT, untrained head) is made (default "
+                         "scripts/encoder, the table's; '' for none: speed-ups then only "
+                         "against bert runs measured in the same rounds)")
     ap.add_argument("--speed-seed", type=int, metavar="S",
                     help="measure the throughput of seed S's runs only (one model per "
                          "variant: a page of every seed stays minutes, not hours; default: "
@@ -73,7 +78,7 @@ def parse_args(argv=None):
                          "docs/results/runs; '' for neither)")
     ap.add_argument("--reuse-archive", action="store_true",
                     help="take archived runs' numbers as they are instead of evaluating them "
-                         "again (their speed is still measured when their model is here)")
+                         "again (their speed is measured again when their model is here)")
     args = ap.parse_args(argv)
     cli.parse_selection(ap, args)
     if not os.access(args.winnow, os.X_OK):
@@ -81,6 +86,7 @@ def parse_args(argv=None):
     cli.default_dirs(args)
     if args.shipped:
         args.shipped = os.path.abspath(args.shipped)
+    args.encoder = os.path.abspath(args.encoder) if args.encoder else None
     args.workdir = args.workdir or os.path.join(paths.cache_root(), "eval")
     args.results_json = args.results_json or os.path.join(args.runs, "results.json")
     args.command = "/usr/bin/python3 scripts/evaluate.py " + " ".join(

@@ -26,6 +26,19 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from winnow_train import paths  # noqa: E402
 
 
+def _measured(x) -> bool:
+    return x is not None and x == x  # not None, not NaN
+
+
+def speed_ratio(row, base) -> float:
+    """row's speed over base's: the ratio of their speed-ups over the speed
+    reference when both have one (each measured side by side with it),
+    else of their docs/s (measured side by side with each other)."""
+    if _measured(row.get("speed_up")) and _measured(base.get("speed_up")):
+        return row["speed_up"] / base["speed_up"]
+    return row["docs_per_second"] / base["docs_per_second"]
+
+
 def choose(table, task, baseline, candidates, max_drop, min_speedup):
     rows = {r["variant"]: r for r in table if r["task"] == task}
     if baseline not in rows:
@@ -37,7 +50,7 @@ def choose(table, task, baseline, candidates, max_drop, min_speedup):
     notes, scored = [], []
     for r in found:
         drop = 100 * (base["accuracy"] - r["accuracy"])
-        speedup = r["docs_per_second"] / base["docs_per_second"]
+        speedup = speed_ratio(r, base)
         notes.append(f"{r['variant']}: accuracy {100 * r['accuracy']:.2f}% "
                      f"({-drop:+.2f} points vs {baseline}), {speedup:.2f}x {baseline}'s speed")
         scored.append((r, drop, speedup))

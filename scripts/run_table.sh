@@ -16,8 +16,9 @@
 # archived entry records its sha256, and evaluate.py refuses to put runs of
 # different encoders in one table. The page is rebuilt at the end, whole
 # whatever part was trained: accuracy and F1 from every archived run of
-# every task and seed, throughput side by side from seed 1's models that
-# are on this machine (one model per variant: minutes, not hours).
+# every task and seed, and throughput: each run's speed-up over the
+# task's speed reference (plain BERT), measured side by side with it as
+# the run is evaluated and archived with it (evaluate.py).
 #
 # Cost on 2 cores (Zen 4, docs/training.md): a spam task is about 4.5 hours
 # a seed for the 11 variants and the page, Brown about as much: a whole
@@ -110,7 +111,7 @@ print(f'== encoder {sha[:12]}', file=sys.stderr)" "$encoder"
 				$py scripts/train.py --task "$t" --variant "$v" --seed "$s" \
 					--epochs "$epochs" --max-minutes "$minutes" --encoder "$encoder"
 				$py scripts/evaluate.py --task "$t" --variant "$v" --seed "$s" \
-					--speed-repeats 0 --markdown ''
+					--encoder "$encoder" --markdown ''
 			done
 		done
 	done
@@ -124,4 +125,4 @@ for v in $variant_list; do
 done
 echo "== the page ($(date +%H:%M))" >&2
 $py scripts/evaluate.py --task all --variant "${page_variants// /,}" \
-	--seed 1,2,3 --speed-repeats 3 --speed-seed 1 --reuse-archive --markdown "$results"
+	--seed 1,2,3 --speed-repeats 0 --reuse-archive --markdown "$results"

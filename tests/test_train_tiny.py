@@ -27,6 +27,7 @@ import os
 import quopri
 import random
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -449,7 +450,7 @@ class TrainTiny(unittest.TestCase):
         # Speeds say when and on which engine sources they were measured.
         self.assertRegex(text, r"Speeds measured \d{4}-\d\d-\d\d \d\d:\d\d to "
                                r"\d{4}-\d\d-\d\d \d\d:\d\d UTC, engine at "
-                               r"([0-9a-f]{7,}(\+changes)?|unknown)\.")
+                               r"([0-9a-f]{7,}(\+changes)?|unknown), on ")
         self.assertTrue(os.path.isfile(os.path.join(self.w, "results", "results-tokens.png")))
         res = read_json(os.path.join(self.runs, "results.json"))
         self.assertEqual([r["variant"] for r in res["runs"]], ["ours-PFC-P3"])  # bert: not trained
@@ -466,6 +467,7 @@ class TrainTiny(unittest.TestCase):
         md = os.path.join(self.w, "results", "archive.md")
         entry = read_json(os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed1.json"))
         entry.update(variant="bert", accuracy=0.5, macro_f1=0.25, micro_f1=0.5)
+        entry.pop("speed", None)  # archived before speeds were
         entry["training"].update(steps=3, max_steps=6)  # its time budget ran out
         os.makedirs(os.path.join(self.archive, "spam2", "bert"), exist_ok=True)
         with open(os.path.join(self.archive, "spam2", "bert", "seed1.json"), "w") as f:
@@ -607,6 +609,41 @@ class TrainTiny(unittest.TestCase):
         self.assertIn("spam2/ours-PFC-P3/seed7: archived, skipped", err)
         self.assertIn("| ours-PFC-P3 | 1 |", read_text(page))
         os.remove(os.path.join(self.archive, "spam2", "ours-PFC-P3", "seed7.json"))
+
+    def test_5h_speed_ups_outlive_the_models(self):
+        """A run's speed-up is measured against the task's speed reference
+        (plain BERT from the runs' encoder, untrained head) and archived
+        with the run, so that a page built after its model is gone (a
+        new machine's empty cache) still has it."""
+        encoder = os.path.join(self.runs, "pretrain", "encoder")
+        run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
+             "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--winnow", ARGS.winnow,
+             "--workdir", os.path.join(self.w, "eval"), "--markdown", "",
+             "--torch-check", "0", "--speed-repeats", "2", "--encoder", encoder,
+             "--archive", self.archive] + self.common)
+        ref = os.path.join(self.runs, "spam2", "speed-reference")
+        done = read_json(os.path.join(ref, "done.json"))
+        self.assertEqual((done["steps"], done["config"]["winnow_keep_ratio"]), (0, 1.0))
+        self.assertTrue(os.path.isfile(os.path.join(ref, "model.wnn")))
+        speed = read_json(os.path.join(self.archive, "spam2", "ours-PFC-P3",
+                                       "seed1.json"))["speed"]
+        self.assertEqual(speed["against"], "speed reference")
+        self.assertEqual(len(speed["seconds"]), 2)
+        self.assertEqual(len(speed["against_seconds"]), 2)
+        self.assertAlmostEqual(speed["speed_up"], statistics.median(speed["against_seconds"])
+                               / statistics.median(speed["seconds"]))
+        self.assertFalse(os.path.exists(os.path.join(self.archive, "spam2", "speed-reference")))
+        # From the archive alone, in a cache without the run.
+        md = os.path.join(self.w, "results", "speeds.md")
+        run([PY, os.path.join(SCRIPTS, "evaluate.py"), "--task", "spam2", "--variant",
+             "ours-PFC-P3", "--seed", "1", "--runs", os.path.join(self.w, "empty-runs"),
+             "--winnow", ARGS.winnow, "--workdir", os.path.join(self.w, "eval"),
+             "--markdown", md, "--reuse-archive", "--speed-repeats", "0",
+             "--archive", self.archive] + self.common)
+        row = next(line for line in read_text(md).splitlines()
+                   if line.startswith("| ours-PFC-P3 |"))
+        self.assertEqual(row.split("|")[7].strip(), f"{speed['speed_up']:.2f}x")
+        self.assertIn("speed-up over speed reference.", read_text(md))
 
     def test_5e_unfinished_run_is_left_out(self):
         """A run still training has a best/ checkpoint of its steps so far

@@ -12,10 +12,15 @@ results.json, docs/results.md and its plots.
 
 The table is built from the archive as well as from the runs on this
 machine: a run trained and evaluated in an earlier session (its checkpoint
-long gone) still counts with its accuracy and F1. Throughput is the
-exception: it is only comparable side by side, so the docs/s and speed-up
-columns come from the runs measured together in this invocation
-(--speed-repeats), and archived runs' own docs/s are not mixed in.
+long gone) still counts with its accuracy and F1, and with its speed-up.
+Throughput is only comparable side by side, so each run's is measured in
+turn with a speed reference, round after round (measure_speed): the task's
+plain BERT as fine-tuning starts it, made from the pretrained encoder at
+once whenever it is needed. Its compute is a fine-tuned BERT's (nothing in
+the engine depends on the weights' values), so the ratio of the two is a
+speed-up over BERT that needs neither BERT's checkpoint nor the same
+session; the table's bert row, measured against it like every other run,
+shows the two agree. The ratio is archived with the run.
 """
 
 import datetime
@@ -31,7 +36,7 @@ from typing import Dict, List, Optional, Tuple
 
 from . import engine, metrics, paths, progress, runstate, splits, tasks
 from .archive import archive_encoder_conflict, archive_path, encoder_of, encoder_sha256
-from .finetune import run_dir
+from .finetune import run_dir, save_untrained
 from .tokens import TokenStore
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -128,7 +133,6 @@ def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[st
         step = max(1, len(ids) // args.torch_check)
         result["torch_check"] = torch_check(rdir, store, ids[::step][:args.torch_check],
                                             by_id, task)
-    result["speed_measured"] = True  # this invocation's own run
     runstate.write_json(os.path.join(rdir, "eval.json"), result)
     archive_result(args, result)
     return result
@@ -204,7 +208,6 @@ def reuse_archived(args, task: str, variant: str, seed: int) -> Optional[dict]:
     model = os.path.join(run_dir(args.runs, task, variant, seed), "model.wnn")
     if os.path.isfile(model):
         r["model"] = model
-    r["speed_measured"] = False
     return r
 
 
@@ -219,38 +222,89 @@ def archived_results(args, have) -> List[dict]:
                 path = archive_path(args.archive, tname, v, s)
                 if (tname, v, s) in have or not os.path.isfile(path):
                     continue
-                r = runstate.read_json(path)
-                r["speed_measured"] = False
-                out.append(r)
+                out.append(runstate.read_json(path))
     return out
 
 
-def measure_speed(args, results: List[dict], files: Dict[str, str]) -> None:
+# The speed reference's run directory under RUNS/TASK/ (not a variant).
+SPEED_REFERENCE = "speed-reference"
+
+
+def speed_reference(args, task: tasks.Task, sha: str) -> Optional[str]:
+    """RUNS/TASK/speed-reference/model.wnn, made if it is not there: the
+    task's bert as fine-tuning starts it, from --encoder, which must be the
+    runs' own encoder (sha) for the reference to be their BERT. None, with
+    a message, if it cannot be."""
+    if not args.encoder or encoder_sha256(args.encoder) != sha:
+        progress.log(f"evaluate: {task.name}: no speed reference: the runs' encoder "
+                     f"{sha[:12]} is not '{args.encoder}' (--encoder); speed-ups are "
+                     f"taken against bert runs measured in the same rounds, if any")
+        return None
+    rdir = os.path.join(args.runs, task.name, SPEED_REFERENCE)
+    done = os.path.join(rdir, "done.json")
+    if not (os.path.isfile(done) and runstate.read_json(done).get("encoder_sha256") == sha):
+        import train  # scripts/train.py: the training run's own settings
+        targs = train.parse_args(["--task", task.name, "--variant", "bert", "--seed", "1",
+                                  "--encoder", args.encoder, "--runs", args.runs,
+                                  "--data-root", args.data_root,
+                                  "--splits-dir", args.splits_dir])
+        os.makedirs(rdir, exist_ok=True)
+        save_untrained(targs, rdir)
+    return export_run(rdir, f"{task.name}-{SPEED_REFERENCE}", "untrained")
+
+
+def measure_speed(args, results: List[dict], files: Dict[str, str],
+                  reference: Optional[str]) -> None:
     """The engine's throughput, side by side: `winnow classify` (no trace,
-    same batch and threads) of every evaluated model over the same test
-    files, interleaved model by model for --speed-repeats rounds, so that
-    the machine's load falls on all models alike. docs_per_second becomes
-    documents / median seconds; the rounds are kept in speed_seconds."""
+    same batch and threads) of every evaluated model and of the speed
+    reference over the same test files, interleaved model by model for
+    --speed-repeats rounds, so that the machine's load falls on all alike.
+    Each run's speed (documents / median seconds, the rounds, the speed-up
+    over the reference, or else over a bert run of its seed measured with
+    it) goes to its eval.json and its archive entry."""
     if args.speed_repeats <= 0 or not results:
         return
     doc_paths = list(files)
-    rounds = {id(r): [] for r in results}
-    measured = {"engine": engine.source_version(paths.ROOT), "from": utc_now()}
-    with progress.bar(total=args.speed_repeats * len(results), desc="speed", unit="run") as pb:
+    models = [r["model"] for r in results] + ([reference] if reference else [])
+    rounds = {m: [] for m in models}
+    stamp = {"from": utc_now()}
+    with progress.bar(total=args.speed_repeats * len(models), desc="speed", unit="run") as pb:
         for _ in range(args.speed_repeats):
-            for r in results:
-                run = engine.classify(args.winnow, r["model"], doc_paths, batch=args.batch,
-                                      trace=False)
-                rounds[id(r)].append(run.seconds)
+            for m in models:
+                rounds[m].append(engine.classify(args.winnow, m, doc_paths, batch=args.batch,
+                                                 trace=False).seconds)
                 pb.update()
-    measured["to"] = utc_now()
-    for r in results:
-        median = statistics.median(rounds[id(r)])
-        r.update(speed_seconds=rounds[id(r)], speed_measured=True, speed_run=measured,
-                 docs_per_second=r["classified"] / median,
-                 tokens_per_second=r["tokens_per_second"] * r["seconds"] / median,
+    stamp.update(to=utc_now(), engine=engine.source_version(paths.ROOT),
+                 machine=f"{cpu_model()}, {os.cpu_count()} cores",
                  load_average=os.getloadavg()[0])
-        runstate.write_json(os.path.join(os.path.dirname(r["model"]), "eval.json"), r)
+    median = {m: statistics.median(t) for m, t in rounds.items()}
+    bert = {r["seed"]: r["model"] for r in results if r["variant"] == "bert"}
+    for r in results:
+        m = r["model"]
+        base, against = ((reference, "speed reference") if reference else
+                         (bert.get(r["seed"]), f"bert seed {r['seed']}"))
+        speed = OrderedDict(docs_per_second=r["classified"] / median[m],
+                            tokens_per_second=r["tokens_per_second"] * r["seconds"] / median[m],
+                            speed_up=median[base] / median[m] if base else None,
+                            against=against if base else None,
+                            seconds=rounds[m], against_seconds=rounds[base] if base else None,
+                            **stamp)
+        r.update(speed=speed, docs_per_second=speed["docs_per_second"],
+                 tokens_per_second=speed["tokens_per_second"])
+        runstate.write_json(os.path.join(os.path.dirname(m), "eval.json"), r)
+        archive_speed(args, r)
+
+
+def archive_speed(args, result: dict) -> None:
+    """A new speed measurement of an archived run joins its entry."""
+    path = (archive_path(args.archive, result["task"], result["variant"], result["seed"])
+            if args.archive else None)
+    if not path or not os.path.isfile(path):
+        return
+    entry = runstate.read_json(path)
+    if encoder_of(entry) == encoder_of(result):
+        entry["speed"] = result["speed"]
+        runstate.write_json(path, entry)
 
 
 def _snippet(data: bytes, start: int, end: int, around: int = 40) -> str:
@@ -307,12 +361,17 @@ def aggregate(results: List[dict]) -> List[dict]:
         row = OrderedDict(task=task, variant=variant, seeds=[r["seed"] for r in rs])
         for key in ("accuracy", "macro_f1", "micro_f1"):
             row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in rs])
-        # Speed only from runs measured side by side in this invocation.
-        timed = [r for r in rs if r.get("speed_measured")]
+        # Speed from every run measured side by side, in this invocation or
+        # an earlier one (archived with the run): a speed-up is a ratio of
+        # one measurement, docs/s only compare within one.
+        timed = [r for r in rs if r.get("speed")]
         for key in ("docs_per_second", "tokens_per_second"):
-            row[key], row[key + "_std"] = metrics.mean_std([r[key] for r in timed])
-        row["speed_seeds"] = [r["seed"] for r in timed]
-        row["speed_run"] = timed[0].get("speed_run") if timed else None
+            row[key], row[key + "_std"] = metrics.mean_std([r["speed"][key] for r in timed])
+        ups = [r for r in timed if r["speed"].get("speed_up")]
+        row["speed_up"], row["speed_up_std"] = metrics.mean_std(
+            [r["speed"]["speed_up"] for r in ups])
+        row["speed_seeds"] = [r["seed"] for r in ups]
+        row["speed_measurements"] = [r["speed"] for r in timed]
         row["cut"] = [f"seed {r['seed']}: {r['training']['steps']} of "
                       f"{r['training']['max_steps']} steps" for r in rs if cut_by_time(r)]
         n_layers = len(rs[0]["layers"])
@@ -442,15 +501,17 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
     for t in OrderedDict((r["task"], None) for r in rows):
         task = tasks.TASKS[t]
         rs = [r for r in rows if r["task"] == t]
-        base = next((r for r in rs if r["variant"] == "bert"), None)
         lines += [f"## {t}: {task.description} ({rs[0]['documents']} test documents)", "",
                   "| variant | seeds | accuracy % | macro-F1 % | micro-F1 % | docs/s (engine) "
                   "| speed-up | tokens per window entering layers 0..L-1 | engine = PyTorch |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for r in rs:
-            timed = base and base["docs_per_second"] == base["docs_per_second"] \
-                and r["docs_per_second"] == r["docs_per_second"]  # not NaN
-            speed = f"{r['docs_per_second'] / base['docs_per_second']:.2f}x" if timed else "-"
+            speed = "-"
+            if r["speed_seeds"]:
+                speed = f"{r['speed_up']:.2f}x" + (f" ± {r['speed_up_std']:.2f}"
+                                                    if len(r["speed_seeds"]) > 1 else "")
+                if r["speed_seeds"] != r["seeds"]:
+                    speed += f" (seed {','.join(map(str, r['speed_seeds']))})"
             tok = " / ".join(f"{x:.0f}" for x in r["tokens_in_per_window"])
             if r.get("combining_layer") is not None:
                 tok += f" (layer {r['combining_layer']} combines; later layers see m tokens)"
@@ -467,19 +528,26 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
             if r["cut"]:
                 lines += [f"{r['variant']}: its time budget cut training short "
                           f"({'; '.join(r['cut'])}): not the table's recipe.", ""]
-        # One side-by-side measurement per task (measure_speed).
-        m = next((r["speed_run"] for r in rs if r.get("speed_run")), None)
-        if m:
-            lines += [f"Speeds measured {m['from']} to {m['to']} UTC, engine at "
-                      f"{m['engine']}.", ""]
+        ms = [m for r in rs for m in r["speed_measurements"]]
+        if ms:
+            against = sorted({m["against"] for m in ms if m.get("against")})
+            lines += [f"Speeds measured {min(m['from'] for m in ms)} to "
+                      f"{max(m['to'] for m in ms)} UTC"
+                      + (f" ({len(ms)} measurements)" if len(ms) > 1 else "")
+                      + f", engine at {', '.join(sorted({m['engine'] for m in ms}))}, on "
+                      f"{', '.join(sorted({m['machine'] for m in ms}))}; speed-up over "
+                      f"{', '.join(against) or 'nothing measured with them'}.", ""]
     lines += ["Throughput: `winnow classify --batch 16` (2 threads) over the whole test "
-              "set, model load, file reads and tokenization included; the models of a table "
-              "were run in turn, round after round, and each one's median round counts "
-              "(`--speed-repeats`), so that the speed-up is a side-by-side ratio even on a "
-              "shared machine; runs that were evaluated in an earlier session (their "
-              "numbers come from the committed archive, docs/results/runs/) count in the "
-              "accuracy columns but not in the speed columns. Compare variants within one "
-              "table, not across machines. "
+              "set, model load, file reads and tokenization included. Each run was measured "
+              "in turn with the task's speed reference, round after round, each one's "
+              "median round counting (`--speed-repeats`), so that its speed-up is a "
+              "side-by-side ratio even on a shared machine. The speed reference is the "
+              "task's plain BERT as fine-tuning starts it (the pretrained encoder, an "
+              "untrained head): the engine's work does not depend on the weights' values, "
+              "so it runs at a fine-tuned BERT's speed, which the bert row (about 1.00x) "
+              "checks. Speed-ups are archived with their runs (docs/results/runs/) and "
+              "hold across sessions; docs/s only compare within one measurement, and are "
+              "shown for orientation. "
               "Micro-F1 equals accuracy for single-label classification; it is listed "
               "because the paper reports it.", ""]
     for p in plot_files:
@@ -598,8 +666,11 @@ def run(args) -> int:
                          + (f", engine = PyTorch on {chk['same_label']}/{chk['documents']}"
                             if chk else ""))
                 results.append(r)
-        measure_speed(args, [r for r in results if r["task"] == tname and
-                             args.speed_seed in (None, r["seed"])], files)
+        timed = [r for r in results if r["task"] == tname and "model" in r and
+                 args.speed_seed in (None, r["seed"])]
+        if timed and args.speed_repeats > 0:
+            measure_speed(args, timed, files,
+                          speed_reference(args, task, encoder_of(timed[0])))
     have = {(r["task"], r["variant"], r["seed"]) for r in results}
     results += archived_results(args, have)
     # Task, variant and seed order, whichever way each result came.
@@ -614,6 +685,7 @@ def run(args) -> int:
         progress.log(f"evaluate: {mixed}")
         return 1
     rows = aggregate(results)
+    os.makedirs(os.path.dirname(os.path.abspath(args.results_json)), exist_ok=True)
     runstate.write_json(args.results_json, {"runs": results, "table": rows})
     pretrain = pretraining_of(encoder_of(results[0]), args.runs)
     if args.markdown:

@@ -90,6 +90,29 @@ def build_config(args, task: tasks.Task, variant: tasks.Variant, vocab_size: int
                                max_seq_len=args.max_seq_len, **over)
 
 
+def save_untrained(args, out: str) -> None:
+    """The run's classifier as fine-tuning starts it (the pretrained
+    encoder, the head drawn from the seed), saved as a checkpoint directory
+    out/best with a done.json: the speed reference of evaluate.py, whose
+    compute is a fine-tuned model's of the same configuration, since
+    nothing in the engine's work depends on the weights' values."""
+    task = tasks.TASKS[args.task]
+    variant = tasks.VARIANTS[args.variant]
+    vocab = ref_checkpoint.read_vocab(args.vocab)
+    _, cfg = build_config(args, task, variant, len(vocab))
+    encoder = ref_checkpoint.load_state(os.path.join(args.encoder, "pytorch_model.bin"))
+    model = classifier_from_encoder(cfg, encoder, args.seed)
+    tmp = os.path.join(out, "best.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ref_checkpoint.save_checkpoint(tmp, cfg, model.state_dict(), vocab)
+    shutil.rmtree(os.path.join(out, "best"), ignore_errors=True)
+    os.replace(tmp, os.path.join(out, "best"))
+    runstate.write_json(os.path.join(out, "done.json"), {
+        "task": task.name, "variant": variant.name, "seed": args.seed, "steps": 0,
+        "untrained": True, "config": cfg.to_dict(), "encoder": args.encoder,
+        "encoder_sha256": archive.encoder_sha256(args.encoder)})
+
+
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     task = tasks.TASKS[args.task]
