@@ -68,7 +68,8 @@ options:
   --seeds LIST           seeds of the table stage (default 1,2,3)
   --table-tasks LIST     tasks of the table stage (default all)
   --table-variants LIST  variants of the table stage (default: the table's)
-  --table-minutes M      time budget of each table run (default 45)
+  --table-minutes M      time budget of each table run (default: the task's,
+                         45 min for spam, 90 for brown)
   --force                retrain finished fine-tuning runs of the default stages
   --out FILE             the shipped model file (default model/weights/spam.wnn)
   --winnow BIN           the winnow binary to use (default build/winnow, which
@@ -82,9 +83,9 @@ stages=build,prepare,pretrain,finetune,evaluate,export
 candidates=ours-PFC-P3,ours-PFC-P2
 skip=
 pretrain_steps= pretrain_min= bert_min= model_min=
-epochs=3
+epochs=3 table_epochs=() # the table's runs take their task's epochs unless told
 seeds=1,2,3
-table_tasks=all table_variants=table table_minutes=45
+table_tasks=all table_variants=table table_minutes=
 force=()
 shipped=model/weights/spam.wnn
 results=docs/results.md
@@ -98,7 +99,7 @@ while (($#)); do
 	--bert-minutes) bert_min=$2; shift ;;
 	--model-minutes) model_min=$2; shift ;;
 	--candidates) candidates=$2; shift ;;
-	--epochs) epochs=$2; shift ;;
+	--epochs) epochs=$2; table_epochs=(--epochs "$2"); shift ;;
 	--seeds) seeds=$2; shift ;;
 	--table-tasks) table_tasks=$2; shift ;;
 	--table-variants) table_variants=$2; shift ;;
@@ -190,8 +191,11 @@ if want export; then
 fi
 
 if want table; then
-	stage "table: tasks $table_tasks, variants $table_variants, seeds $seeds, $table_minutes min a run"
+	cap_text=${table_minutes:+$table_minutes min}
+	stage "table: tasks $table_tasks, variants $table_variants, seeds $seeds, cap ${cap_text:-of each task} a run"
+	table_cap=()
+	[[ -z $table_minutes ]] || table_cap=(--minutes "$table_minutes")
 	scripts/run_table.sh --seeds "$seeds" --tasks "$table_tasks" --variants "$table_variants" \
-		--epochs "$epochs" --minutes "$table_minutes"
+		"${table_epochs[@]}" "${table_cap[@]}"
 fi
 stage done

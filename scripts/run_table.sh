@@ -6,8 +6,8 @@
 #   scripts/run_table.sh --seeds 1 --tasks spam2  a part of it
 #   scripts/run_table.sh --page-only              only rebuild the page from what is done
 #
-# Each run is trained (scripts/train.py: --epochs, at most --minutes of
-# training time) and evaluated at once (scripts/evaluate.py through the C
+# Each run is trained (scripts/train.py: the task's epochs and learning
+# rate, at most its --minutes of training time; scripts/winnow_train/tasks.py) and evaluated at once (scripts/evaluate.py through the C
 # engine), which archives its numbers in docs/results/runs/TASK/VARIANT/
 # seedS.json; a run whose numbers are archived already is skipped, so the
 # table can be filled over several sessions and machines (commit the
@@ -30,7 +30,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 py=/usr/bin/python3
 
-seeds=1,2,3 tasks_sel=all variants_sel=table epochs=3 minutes=45 page_only=0
+seeds=1,2,3 tasks_sel=all variants_sel=table epochs= minutes= page_only=0
 encoder=scripts/encoder # the table's, committed: a lost cache cannot end the table
 results=docs/results.md
 usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; cat <<USAGE
@@ -38,10 +38,10 @@ options:
   --seeds LIST      seeds (default 1,2,3)
   --tasks LIST      tasks (default all: spam2, spam3, brown)
   --variants LIST   variants (default: the table's, winnow_train/tasks.py)
-  --epochs N        fine-tuning epochs of each run (default 3, as the
-                    shipped model's)
+  --epochs N        fine-tuning epochs of each run (default: the task's,
+                    tasks.py: 3 for spam, as the shipped model's; 8 for brown)
   --minutes M       compute-time cap of each run (CPU time over its
-                    threads; default 45, the shipped model's baseline's)
+                    threads; default: the task's, 45 for spam, 90 for brown)
   --encoder DIR     the pretrained encoder (default scripts/encoder, the
                     table's; RUNS/pretrain/encoder is scripts/pretrain.py's)
   --page-only       skip training; rebuild the page from what is done
@@ -78,6 +78,12 @@ else:
     names = tasks.parse_list(sel, known, kind[:-1])
 print(' '.join(names))" "$1" "$2")
 }
+task_minutes() { # the table's compute-time cap of a run of task $1
+	(cd scripts && $py -c "
+import sys
+from winnow_train import tasks
+print(tasks.TASKS[sys.argv[1]].max_minutes)" "$1")
+}
 task_list=$(expand tasks "$tasks_sel")
 variant_list=$(expand variants "$variants_sel")
 
@@ -108,8 +114,10 @@ print(f'== encoder {sha[:12]}', file=sys.stderr)" "$encoder"
 					continue
 				fi
 				echo "== run $k/$total: $t/$v/seed$s ($(date +%H:%M))" >&2
+				recipe=(--max-minutes "${minutes:-$(task_minutes "$t")}")
+				[[ -z $epochs ]] || recipe+=(--epochs "$epochs")
 				$py scripts/train.py --task "$t" --variant "$v" --seed "$s" \
-					--epochs "$epochs" --max-minutes "$minutes" --encoder "$encoder"
+					"${recipe[@]}" --encoder "$encoder"
 				$py scripts/evaluate.py --task "$t" --variant "$v" --seed "$s" \
 					--encoder "$encoder" --markdown ''
 			done

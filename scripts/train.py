@@ -40,15 +40,17 @@ def parse_args(argv=None):
                     help="pretrained encoder checkpoint (default RUNS/pretrain/encoder; "
                          "'none' trains from random weights)")
     cli.add_data_args(ap)
-    ap.add_argument("--epochs", type=int, default=3, help="epochs (default 3)")
+    ap.add_argument("--epochs", type=int,
+                    help="epochs (default: the task's, winnow_train/tasks.py: 3; brown 8)")
     ap.add_argument("--max-minutes", type=float, metavar="M",
                     help="training-time budget per run, in compute minutes (CPU time over the "
                          "threads: a busy or paused machine does not spend it); the "
                          "schedule is shortened to fit")
     ap.add_argument("--batch-size", type=int, default=16, help="windows per step (default 16, PAPER.md 7)")
     ap.add_argument("--eval-batch-size", type=int, default=32, help="validation batch (default 32)")
-    ap.add_argument("--lr", type=float, default=1e-4,
-                    help="peak learning rate (default 1e-4; PAPER.md 7 has 2e-5 for BERT-base)")
+    ap.add_argument("--lr", type=float,
+                    help="peak learning rate (default: the task's, winnow_train/tasks.py: "
+                         "1e-4; brown 3e-4; PAPER.md 7 has 2e-5 for BERT-base)")
     ap.add_argument("--warmup", type=float, default=0.1, metavar="F",
                     help="fraction of training spent warming up (default 0.1)")
     ap.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
@@ -96,6 +98,9 @@ def main(argv=None) -> int:
             progress.log(f"== run {k}/{len(jobs)}: {t}/{v}/seed{s}")
         a = argparse.Namespace(**vars(args))
         a.task, a.variant, a.seed = t, v, s
+        task = tasks.TASKS[t]
+        a.epochs = task.epochs if args.epochs is None else args.epochs
+        a.lr = task.lr if args.lr is None else args.lr
         a.out = args.out or finetune.run_dir(args.runs, t, v, s)
         rc = finetune.run(a)
         if rc:

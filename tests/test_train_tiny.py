@@ -320,6 +320,20 @@ class TrainTiny(unittest.TestCase):
                       "--splits-dir", self.splits, "--winnow", ARGS.winnow])
         self.assertNotIn("wrote split manifests", err)
 
+    def test_1a_bow_baseline(self):
+        # The fake mails' words tell ham from spam outright: the linear
+        # floor of the table must get every test mail right, and count
+        # exactly the test split's documents.
+        out, _ = run([PY, os.path.join(SCRIPTS, "bow_baseline.py"), "--task", "spam2"]
+                     + self.common)
+        row = [x for x in out.splitlines() if x.startswith("| spam2 |")]
+        self.assertEqual(len(row), 1, out)
+        cells = [c.strip() for c in row[0].strip("|").split("|")]
+        n_test = len([x for x in read_text(os.path.join(
+            self.splits, "spamassassin", "test.txt")).split("\n") if x])
+        self.assertEqual(int(cells[5]), n_test)
+        self.assertEqual(float(cells[3]), 100.0, out)
+
     def test_2_pretrain_resumes(self):
         out = os.path.join(self.runs, "pretrain")
         shape = TINY_PRETRAINING
@@ -383,8 +397,16 @@ class TrainTiny(unittest.TestCase):
         self.assertLess(after, 0.3)
         # Resuming a finished run does nothing.
         _, err = run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant",
-                      "ours-PFC-P3", "--seed", "1", "--runs", self.runs] + self.common)
+                      "ours-PFC-P3", "--seed", "1", "--runs", self.runs, "--epochs", "12",
+                      "--lr", "2e-3"] + self.common)
         self.assertIn("is finished", err)
+        # The task's own recipe (3 epochs at 1e-4) is another run: refused,
+        # where it used to be skipped as finished.
+        with self.assertRaises(AssertionError) as refused:
+            run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant",
+                 "ours-PFC-P3", "--seed", "1", "--runs", self.runs] + self.common)
+        self.assertIn("was trained with epochs 12, lr 0.002 (not 3, 0.0001)",
+                      str(refused.exception))
         # ... but from another encoder it is another run: refused, not
         # passed off as done (the archive names a run by its encoder).
         other = os.path.join(self.w, "other-encoder")

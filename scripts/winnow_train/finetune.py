@@ -113,6 +113,17 @@ def save_untrained(args, out: str) -> None:
         "encoder_sha256": archive.encoder_sha256(args.encoder)})
 
 
+def recipe_difference(recorded: dict, recipe: dict) -> str:
+    """'epochs 3, lr 0.0001 (not 8, 0.0003)' where a run's recorded recipe
+    differs from this one; '' if it does not (runs from before a field was
+    recorded count as agreeing on it)."""
+    keys = [k for k in recipe if k in recorded and recorded[k] != recipe[k]]
+    if not keys:
+        return ""
+    return (", ".join(f"{k} {recorded[k]:g}" for k in keys) + " (not "
+            + ", ".join(f"{recipe[k]:g}" for k in keys) + ")")
+
+
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     task = tasks.TASKS[args.task]
@@ -124,11 +135,19 @@ def run(args) -> int:
     # half-done from another encoder (a re-pretrained cache, another
     # --encoder) is not this run.
     encoder_sha = archive.encoder_sha256(args.encoder)
+    recipe = {"epochs": args.epochs, "lr": args.lr}
     if os.path.isfile(done_path) and not args.force:
-        theirs = runstate.read_json(done_path).get("encoder_sha256", encoder_sha)
+        done = runstate.read_json(done_path)
+        theirs = done.get("encoder_sha256", encoder_sha)
         if theirs != encoder_sha:
             raise SystemExit(f"train: {out} was trained from encoder {str(theirs)[:12]}, "
                              f"not {str(encoder_sha)[:12]} ('{args.encoder}'); "
+                             f"--force to train it again")
+        # Nor is a run of another recipe this one (a task's recipe changed,
+        # or other options): skipping it would pass its numbers off as these.
+        other = recipe_difference(done, recipe)
+        if other:
+            raise SystemExit(f"train: {out} was trained with {other}; "
                              f"--force to train it again")
         progress.log(f"train: {out} is finished (done.json); --force to train again")
         return 0
@@ -175,6 +194,10 @@ def run(args) -> int:
         if st.get("encoder_sha256", encoder_sha) != encoder_sha:
             raise SystemExit(f"train: '{state_path}' started from another encoder "
                              f"({str(st['encoder_sha256'])[:12]}); use --force to start over")
+        other = recipe_difference(st.get("recipe", {}), recipe)
+        if other:
+            raise SystemExit(f"train: '{state_path}' started with {other}; "
+                             f"use --force to start over")
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         step, epoch, cursor = st["step"], st["epoch"], st["cursor"]
@@ -198,6 +221,7 @@ def run(args) -> int:
         runstate.save_state(state_path, {
             "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step,
             "epoch": epoch, "cursor": cursor, "history": history, "best": best,
+            "recipe": recipe,
             **budget.state(), "rng": runstate.rng_state(), "config": cfg.to_dict(),
             "encoder_sha256": encoder_sha})
 
@@ -282,7 +306,7 @@ def run(args) -> int:
         "training_seconds": budget.elapsed,
         "seconds_per_step_this_session": (time.monotonic() - wall0) / max(1, step - steps0),
         "cpu_seconds_this_session": runstate.cpu_seconds() - cpu0,
-        "best": best, "lr": args.lr, "batch_size": args.batch_size,
+        "best": best, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
         "parameters": parameter_count(model)}
     runstate.write_json(done_path, summary)
     progress.log(f"train: {task.name}/{variant.name}/seed{args.seed}: {step} steps in "
