@@ -8,7 +8,10 @@ Training follows PAPER.md 7 (docs/training.md says where and why it
 deviates). Each run lives in RUNS/<task>/<variant>/seed<S>/ with best/ (the
 checkpoint of the lowest validation loss, ready for export_model.py),
 loss.png and done.json; an interrupted run resumes, a finished one is
-skipped (--force trains it again).
+skipped (--force trains it again). ours-PF-budget at p = 0.9 trains as
+ours-P to the bit (its fuzzy rule cannot bind, winnow_ref/prune.py), so
+its run takes ours-P's finished weights under its own configuration
+(--train-shared trains it all the same).
 
 Examples:
   /usr/bin/python3 scripts/train.py --task spam2 --variant ours-PFC-P3 --seed 1
@@ -69,6 +72,10 @@ def parse_args(argv=None):
                     help="validate on a seeded sample of N documents")
     cli.add_shape_args(ap, when="with --encoder none: ")
     ap.add_argument("--force", action="store_true", help="train again even if finished")
+    ap.add_argument("--train-shared", action="store_true",
+                    help="train a run whose training is another variant's to the bit "
+                         "(ours-PF-budget at p = 0.9 is ours-P's) instead of taking that "
+                         "run's weights")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 2,
                     help="torch threads (default: all cores)")
     args = ap.parse_args(argv)

@@ -172,6 +172,38 @@ class TrainTiny(unittest.TestCase):
                         want = set(pos) - set(prune.leaving_tokens(pos, s, 0, last[i], p, fuzzy, mode))
                         self.assertEqual(set(torch.nonzero(got[i]).flatten().tolist()), want)
 
+    def test_0c_budget_rule_at_p09_is_ratio_pruning(self):
+        """ours-PF-budget at p = 0.9 prunes as ours-P (so one training
+        serves both, finetune.same_training_as); at p = 0.6 it does not."""
+        import torch
+        from winnow_ref import prune
+        from winnow_train import finetune, tasks
+        from winnow_train.model import prune_batch
+        self.assertEqual(prune.budget_rule_binds_at(0.9, 512), 0)
+        self.assertGreater(prune.budget_rule_binds_at(0.6, 512), 0)
+        self.assertEqual(finetune.same_training_as(tasks.VARIANTS["ours-PF-budget"], 512), "ours-P")
+        for v in ("ours-PF-within", "ours-PF-budget-p0.6", "ours-PFC-P2", "ours-P", "bert"):
+            self.assertEqual(finetune.same_training_as(tasks.VARIANTS[v], 512), "", v)
+        rng = random.Random(5)
+        differs = 0
+        for _ in range(150):
+            b, n = 4, rng.choice([rng.randint(3, 24), rng.randint(24, 300)])
+            kept = torch.zeros(b, n, dtype=torch.bool)
+            scores = torch.full((b, n), float("nan"), dtype=torch.float64)
+            last = []
+            for i in range(b):
+                length = rng.randint(2, n)
+                last.append(length - 1)
+                kept[i, :length] = True
+                for j in range(length):  # ties and far-apart magnitudes on purpose
+                    scores[i, j] = rng.choice([.1, .2, 1e-9, rng.random() ** 8])
+            last = torch.tensor(last)
+            self.assertTrue(torch.equal(prune_batch(kept, scores, last, 0.9, False, "budget"),
+                                        prune_batch(kept, scores, last, 0.9, True, "budget")))
+            differs += not torch.equal(prune_batch(kept, scores, last, 0.6, False, "budget"),
+                                       prune_batch(kept, scores, last, 0.6, True, "budget"))
+        self.assertGreater(differs, 0)
+
     def test_0a_training_windows(self):
         """Windows of a long document: consecutive, a short tail dropped
         (but never the first window), at most max_windows of them."""
@@ -421,6 +453,48 @@ class TrainTiny(unittest.TestCase):
         with open(os.path.join(self.runs, "pretrain", "encoder", "pytorch_model.bin"), "rb") as f:
             self.assertEqual(done["encoder_sha256"], hashlib.sha256(f.read()).hexdigest())
 
+    def test_3a_shared_training(self):
+        """ours-PF-budget (p = 0.9) takes ours-P's finished weights under
+        its own configuration instead of training them again; not where
+        ours-P's run was another training (cut short by its time budget)."""
+        from winnow_ref import checkpoint
+        import train as train_script
+        from winnow_train import finetune
+        common = ["--seed", "1", "--runs", self.runs, "--epochs", "2", "--batch-size", "4",
+                  "--lr", "2e-3", "--threads", "2"] + self.common
+        run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant", "ours-P"]
+            + common)
+        _, err = run([PY, os.path.join(SCRIPTS, "train.py"), "--task", "spam2", "--variant",
+                      "ours-PF-budget"] + common)
+        self.assertIn("the weights of", err)
+        base = os.path.join(self.runs, "spam2")
+        plain = checkpoint.load_checkpoint(os.path.join(base, "ours-P", "seed1", "best"))
+        shared = checkpoint.load_checkpoint(os.path.join(base, "ours-PF-budget", "seed1", "best"))
+        self.assertEqual(sorted(plain.state), sorted(shared.state))
+        for k in plain.state:
+            self.assertTrue(plain.state[k].equal(shared.state[k]), k)
+        self.assertTrue(shared.config.fuzzy)
+        self.assertFalse(plain.config.fuzzy)
+        done = read_json(os.path.join(base, "ours-PF-budget", "seed1", "done.json"))
+        self.assertEqual((done["variant"], done["weights_of"]), ("ours-PF-budget", "ours-P"))
+        self.assertTrue(done["config"]["winnow_fuzzy"])
+        # A twin cut short by its time budget is not this run's training.
+        fake = os.path.join(self.w, "share", "spam2")
+        shutil.copytree(os.path.join(base, "ours-P"), os.path.join(fake, "ours-P"))
+        twin_done = os.path.join(fake, "ours-P", "seed1", "done.json")
+        d = read_json(twin_done)
+        d["steps"] = d["max_steps"] - 1
+        with open(twin_done, "w") as f:
+            json.dump(d, f)
+        args = train_script.parse_args(["--task", "spam2", "--variant", "ours-PF-budget"] + common)
+        out = os.path.join(fake, "ours-PF-budget", "seed1")
+        os.makedirs(out)
+        cfg = checkpoint.load_checkpoint(os.path.join(base, "ours-PF-budget", "seed1", "best")).config
+        self.assertFalse(finetune.share_weights(args, out, "ours-P", cfg, plain.vocab,
+                                                done["encoder_sha256"],
+                                                {"epochs": 2, "lr": 2e-3}))
+        self.assertFalse(os.path.exists(os.path.join(out, "best")))
+
     def test_4_engine_agrees_with_pytorch(self):
         import torch
         from winnow_ref import checkpoint, document
@@ -607,13 +681,13 @@ class TrainTiny(unittest.TestCase):
             self.assertEqual(read_text(archived), before)
             with self.assertRaises(AssertionError) as refused:
                 run(["bash", os.path.join(SCRIPTS, "run_table.sh"), "--seeds", "1",
-                     "--tasks", "spam2", "--variants", "ours-P",
+                     "--tasks", "spam2", "--variants", "ours-C-P3",
                      "--encoder", os.path.join(self.runs, "pretrain", "encoder")],
                     env={"WINNOW_CACHE": self.w, "WINNOW_SPLITS": self.splits,
                          "WINNOW_ARCHIVE": self.archive})
             self.assertIn("run_table: the archive", str(refused.exception))
         # Refused before its first run: nothing was trained.
-        self.assertFalse(os.path.exists(os.path.join(self.runs, "spam2", "ours-P")))
+        self.assertFalse(os.path.exists(os.path.join(self.runs, "spam2", "ours-C-P3")))
 
     def test_5g_table_skips_what_its_archive_holds(self):
         """run_table.sh skips runs archived in WINNOW_ARCHIVE (it once

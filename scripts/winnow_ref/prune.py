@@ -68,6 +68,30 @@ def fuzzy_candidates(candidates: List[int], scores: Dict[int, float]) -> List[in
     return out
 
 
+def budget_rule_binds_at(p: float, max_kept: int) -> int:
+    """The smallest kept count t (3 <= t <= max_kept) at which reading A's
+    fuzzy rule could let fewer tokens leave than ours-P at the same p; 0 if
+    there is none, and then ours-PF-budget prunes exactly as ours-P does.
+
+    Why: every candidate scored at or below a = Q(0.25) has Unimportance 1
+    >= ALPHA_UNIMPORTANT, so it is never protected, and of c candidates at
+    least floor((c - 1) / 4) + 1 lie there (the interpolated quantile is at
+    least the order statistic at floor((c - 1) / 4)). The protected tokens
+    are an upper set of the scores (Importance rises with s, Unimportance
+    falls), so whenever that many reach ours-P's number of leavers, ours-P's
+    lowest-scored leavers are all fuzzy candidates, in the same order. At p
+    = 0.9 and windows of up to 512 tokens, that is every t.
+    """
+    if p >= 1.0:
+        return 0
+    for t in range(3, max_kept + 1):
+        c = t - 2  # all but [CLS] and [SEP]
+        leave = min(t - keep_count(t, p), c)
+        if (c - 1) // 4 + 1 < leave:
+            return t
+    return 0
+
+
 def lowest_first(positions: List[int], scores: Dict[int, float]) -> List[int]:
     """Positions by rising score; equal scores: the later position first
     (PAPER.md 2, "the later position leaves first")."""

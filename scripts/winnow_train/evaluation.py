@@ -147,7 +147,7 @@ def training_provenance(rdir: str) -> dict:
     d = runstate.read_json(done)
     out = {k: d[k] for k in ("steps", "planned_steps", "max_steps", "epochs_done",
                              "training_seconds",
-                             "best", "lr", "batch_size") if k in d}
+                             "best", "lr", "batch_size", "weights_of") if k in d}
     # Recorded at training since 2026-12-04; before, the encoder's file as
     # it is now (the same bytes while the cache it lives in is).
     sha = d.get("encoder_sha256") or encoder_sha256(d.get("encoder"))
@@ -374,6 +374,8 @@ def aggregate(results: List[dict]) -> List[dict]:
         row["speed_measurements"] = [r["speed"] for r in timed]
         row["cut"] = [f"seed {r['seed']}: {r['training']['steps']} of "
                       f"{r['training']['max_steps']} steps" for r in rs if cut_by_time(r)]
+        row["shared"] = [(r["seed"], r["training"]["weights_of"]) for r in rs
+                         if r.get("training", {}).get("weights_of")]
         n_layers = len(rs[0]["layers"])
         row["tokens_in_per_window"] = [
             sum(r["layers"][l]["tokens_in_per_window"] for r in rs) / len(rs) for l in range(n_layers)]
@@ -528,6 +530,14 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
             if r["cut"]:
                 lines += [f"{r['variant']}: its time budget cut training short "
                           f"({'; '.join(r['cut'])}): not the table's recipe.", ""]
+            if r["shared"]:
+                seeds = ", ".join(str(seed) for seed, _ in r["shared"])
+                twins = " and ".join(sorted({t for _, t in r["shared"]}))
+                plural = "s" if len(r["shared"]) > 1 else ""
+                lines += [f"{r['variant']}: seed{plural} {seeds} carries {twins}'s weights: at its p "
+                          f"the fuzzy rule cannot bind in training (PAPER.md 2, "
+                          f"docs/training.md), so the training is the same to the bit; the "
+                          f"engine ran it with the fuzzy rule on.", ""]
         ms = [m for r in rs for m in r["speed_measurements"]]
         if ms:
             against = sorted({m["against"] for m in ms if m.get("against")})

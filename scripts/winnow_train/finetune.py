@@ -28,6 +28,7 @@ from .tokens import TokenStore
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from winnow_ref import checkpoint as ref_checkpoint  # noqa: E402
+from winnow_ref import prune as ref_prune  # noqa: E402
 from winnow_ref.config import WinnowConfig  # noqa: E402
 
 
@@ -124,6 +125,79 @@ def recipe_difference(recorded: dict, recipe: dict) -> str:
             + ", ".join(f"{recipe[k]:g}" for k in keys) + ")")
 
 
+def same_training_as(variant: tasks.Variant, window_len: int) -> str:
+    """The table's variant whose training is this one's to the bit, or '':
+    reading A's fuzzy rule at a p where it cannot bind on windows of
+    window_len tokens (winnow_ref.prune.budget_rule_binds_at: p = 0.9)
+    prunes as plain ratio pruning at that p, in training as in the engine.
+    The spam runs of seed 1, trained both ways, agreed to the bit."""
+    if not (variant.fuzzy and variant.fuzzy_mode == "budget") or variant.keep_ratio >= 1.0:
+        return ""
+    if ref_prune.budget_rule_binds_at(variant.keep_ratio, window_len):
+        return ""
+    plain = dataclasses.replace(variant, name="", fuzzy=False, description="")
+    for v in tasks.VARIANTS.values():
+        if dataclasses.replace(v, name="", description="") == plain:
+            return v.name
+    return ""
+
+
+def training_options(args) -> dict:
+    """What else shapes a run's training (done.json records it): two runs
+    share weights only if these agree."""
+    return {k: getattr(args, k) for k in ("batch_size", "warmup", "weight_decay",
+                                          "max_train_docs", "max_val_docs", "eval_every")}
+
+
+def share_weights(args, out: str, twin: str, cfg, vocab, encoder_sha: str,
+                  recipe: dict) -> bool:
+    """Make this run out of its twin's finished run (same_training_as):
+    the twin's best weights under this variant's configuration, its
+    history and loss curve, its done.json naming the twin (weights_of).
+    False, with the reason logged, where the twin's run is not this one's
+    training: not finished, another encoder, recipe or options, or cut
+    short by its time budget (then the two runs' step counts would depend
+    on their speeds, which differ)."""
+    tdir = os.path.join(os.path.dirname(os.path.dirname(out)), twin, os.path.basename(out))
+    done_path = os.path.join(tdir, "done.json")
+    why = ""
+    if not os.path.isfile(done_path):
+        why = f"{tdir} is not finished"
+    else:
+        d = runstate.read_json(done_path)
+        tcfg = dict(d.get("config", {}), winnow_fuzzy=cfg.fuzzy, winnow_fuzzy_mode=cfg.fuzzy_mode)
+        if d.get("encoder_sha256") != encoder_sha:
+            why = f"{tdir} was trained from another encoder"
+        elif recipe_difference(d, recipe):
+            why = f"{tdir} was trained with {recipe_difference(d, recipe)}"
+        elif d.get("options") != training_options(args):
+            why = f"{tdir} was trained with other options ({d.get('options')})"
+        elif tcfg != cfg.to_dict():
+            why = f"{tdir} has another configuration"
+        elif d.get("steps", 0) < d.get("max_steps", 0):
+            why = f"{tdir} was cut short by its time budget"
+    if why:
+        progress.log(f"train: {why}; training {out} itself")
+        return False
+    state = ref_checkpoint.load_state(os.path.join(tdir, "best", "pytorch_model.bin"))
+    tmp = os.path.join(out, "best.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    ref_checkpoint.save_checkpoint(tmp, cfg, state, vocab)
+    shutil.rmtree(os.path.join(out, "best"), ignore_errors=True)
+    os.replace(tmp, os.path.join(out, "best"))
+    for name in ("history.json", "loss.png"):
+        if os.path.isfile(os.path.join(tdir, name)):
+            shutil.copyfile(os.path.join(tdir, name), os.path.join(out, name))
+    variant = tasks.VARIANTS[args.variant]
+    d.update(variant=variant.name, variant_settings=dataclasses.asdict(variant),
+             config=cfg.to_dict(), weights_of=twin)
+    runstate.write_json(os.path.join(out, "done.json"), d)
+    progress.log(f"train: {args.task}/{variant.name}/seed{args.seed}: the weights of "
+                 f"{tdir} (its fuzzy rule cannot bind at p={variant.keep_ratio}: the same "
+                 f"training; --train-shared trains it anyway) -> {os.path.join(out, 'best')}")
+    return True
+
+
 def run(args) -> int:
     torch.set_num_threads(args.threads)
     task = tasks.TASKS[args.task]
@@ -159,6 +233,9 @@ def run(args) -> int:
     vocab = ref_checkpoint.read_vocab(args.vocab)
     _, cls_id, sep_id, _ = batching.special_ids(vocab)
     shape, cfg = build_config(args, task, variant, len(vocab))
+    twin = "" if args.train_shared else same_training_as(variant, cfg.window_len)
+    if twin and share_weights(args, out, twin, cfg, vocab, encoder_sha, recipe):
+        return 0
     width = cfg.window_len - 2
     store = TokenStore.load(os.path.join(paths.data_dir(task.corpus, args.data_root), "tokens.npz"))
     manifests = splits.read_all(args.splits_dir, task.corpus)
@@ -307,7 +384,7 @@ def run(args) -> int:
         "seconds_per_step_this_session": (time.monotonic() - wall0) / max(1, step - steps0),
         "cpu_seconds_this_session": runstate.cpu_seconds() - cpu0,
         "best": best, "lr": args.lr, "epochs": args.epochs, "batch_size": args.batch_size,
-        "parameters": parameter_count(model)}
+        "options": training_options(args), "parameters": parameter_count(model)}
     runstate.write_json(done_path, summary)
     progress.log(f"train: {task.name}/{variant.name}/seed{args.seed}: {step} steps in "
                  f"{seconds(budget.elapsed)}; best validation loss {best['val_loss']:.4f} "
