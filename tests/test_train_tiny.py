@@ -556,6 +556,17 @@ class TrainTiny(unittest.TestCase):
         self.assertEqual(entry["accuracy"], res["runs"][0]["accuracy"])
         self.assertNotIn(self.w, read_text(archived))
         self.assertIn("encoder_sha256", entry["training"])
+        # ... with its loss curve, which outlives the cache's loss.png.
+        history = read_json(os.path.join(self.runs, "spam2", "ours-PFC-P3", "seed1",
+                                         "history.json"))
+        curve = entry["training"]["curve"]
+        self.assertEqual(curve["val_step"], history["val_step"])
+        self.assertEqual(len(curve["train_loss"]), len(history["val_step"]))
+        self.assertAlmostEqual(curve["val_loss"][-1], history["val_loss"][-1], places=3)
+        png = os.path.join(self.w, "curve.png")
+        run([PY, os.path.join(SCRIPTS, "plot_run.py"), "--task", "spam2", "--variant",
+             "ours-PFC-P3", "--seed", "1", "--archive", self.archive, "--out", png])
+        self.assertGreater(os.path.getsize(png), 1000)
 
     def test_5a_archived_runs_join_the_table(self):
         """A run evaluated in an earlier session (only its archived numbers

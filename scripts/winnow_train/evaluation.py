@@ -153,7 +153,30 @@ def training_provenance(rdir: str) -> dict:
     sha = d.get("encoder_sha256") or encoder_sha256(d.get("encoder"))
     if sha:
         out["encoder_sha256"] = sha
+    history = os.path.join(rdir, "history.json")
+    if os.path.isfile(history):
+        out["curve"] = loss_curve_summary(runstate.read_json(history))
     return out
+
+
+def loss_curve_summary(history: dict) -> dict:
+    """The run's loss curve, small enough for the archive (its loss.png
+    lives in the cache, which a new machine does not have): every
+    validation point, and the mean training loss of the steps up to each
+    of them. scripts/plot_run.py draws it again."""
+    steps, losses = history.get("step", []), history.get("loss", [])
+    train, i = [], 0
+    for v in history.get("val_step", []):
+        block = []
+        while i < len(steps) and steps[i] <= v:
+            block.append(losses[i])
+            i += 1
+        train.append(round(sum(block) / len(block), 4) if block else None)
+    return OrderedDict(
+        val_step=list(history.get("val_step", [])),
+        val_loss=[round(x, 4) for x in history.get("val_loss", [])],
+        val_acc=[round(x, 4) for x in history.get("val_acc", [])],
+        train_loss=train)
 
 
 def cut_by_time(result: dict) -> bool:
