@@ -532,6 +532,31 @@ class TrainTiny(unittest.TestCase):
         # The two vocabularies are disjoint: a trained model separates them.
         self.assertGreaterEqual(correct, 0.9 * len(docs))
         self.assertIsNotNone(torch)
+        # The torch check's explanation of a document apart: the engine's
+        # tokens entering each layer line up with the reference's |K_l|, so
+        # that a flipped pruning decision shows as the first count apart.
+        from winnow_train import evaluation
+        path, doc_id = sorted(files.items())[0]
+        ref = document.classify_document(model, store.get(doc_id).tolist(),
+                                         vocab["[CLS]"], vocab["[SEP]"])
+        self.assertEqual(len(ref.kept), 2)  # K_0, K_1: layer 1 combines
+        self.assertLess(ref.kept[1], ref.kept[0])
+        same = evaluation.explain_apart(doc_id, 0.0, ref.kept, ARGS.winnow, wnn, path)
+        self.assertEqual(same["engine_kept"], ref.kept)
+        self.assertIsNone(same["first_layer_apart"])
+        flipped = evaluation.explain_apart(doc_id, 0.0, [ref.kept[0], ref.kept[1] + 1],
+                                           ARGS.winnow, wnn, path)
+        self.assertEqual(flipped["first_layer_apart"], 1)
+        # Pruning only: K_0..K_L, the last from what the last layer keeps.
+        pdir = os.path.join(self.runs, "spam2", "ours-P", "seed1")
+        pruned = checkpoint.load_checkpoint(os.path.join(pdir, "best"))
+        ref = document.classify_document(checkpoint.build_model(pruned.config, pruned.state),
+                                         store.get(doc_id).tolist(), vocab["[CLS]"],
+                                         vocab["[SEP]"])
+        self.assertEqual(len(ref.kept), pruned.config.num_hidden_layers + 1)
+        same = evaluation.explain_apart(doc_id, 0.0, ref.kept, ARGS.winnow,
+                                        evaluation.export_run(pdir, "tiny-p", "1"), path)
+        self.assertEqual(same["engine_kept"], ref.kept)
 
     def test_5_evaluate_writes_the_table(self):
         md = os.path.join(self.w, "results", "results.md")
@@ -576,6 +601,12 @@ class TrainTiny(unittest.TestCase):
         entry.update(variant="bert", accuracy=0.5, macro_f1=0.25, micro_f1=0.5)
         entry.pop("speed", None)  # archived before speeds were
         entry["training"].update(steps=3, max_steps=6)  # its time budget ran out
+        # Its PyTorch check found a document apart, explained by the counts.
+        entry["torch_check"] = {"documents": 5, "same_label": 5, "max_prob_diff": 6e-4,
+                                "apart": 1, "apart_documents": [{
+                                    "document": "doc-x", "max_prob_diff": 6e-4,
+                                    "engine_kept": [10, 7], "reference_kept": [10, 6],
+                                    "first_layer_apart": 1}]}
         os.makedirs(os.path.join(self.archive, "spam2", "bert"), exist_ok=True)
         with open(os.path.join(self.archive, "spam2", "bert", "seed1.json"), "w") as f:
             json.dump(entry, f)
@@ -592,10 +623,27 @@ class TrainTiny(unittest.TestCase):
             self.assertIn("bert: its time budget cut training short (seed 1: 3 of 6 steps)", page)
             self.assertNotIn("ours-PFC-P3: its time budget cut", page)
             self.assertEqual(rows["bert"].split("|")[6].strip(), "-")   # docs/s: not measured
+            self.assertIn("5/5 labels, max Δp 6.0e-04; 1 apart by > 0.0001 (kept counts differ "
+                          "entering layer 1)", rows["bert"])
+            self.assertIn("bert: engine and PyTorch further apart than 0.0001 on 1 of 5 "
+                          "documents; the kept sets' sizes |K_0| .. |K_P|, summed over the "
+                          "windows: doc-x "
+                          "(seed 1, Δp 6.0e-04): 10 / 7 in the engine, 10 / 6 in PyTorch.", page)
             self.assertNotEqual(rows["ours-PFC-P3"].split("|")[6].strip(), "-")  # measured here
             self.assertEqual(rows["ours-PFC-P3"].split("|")[7].strip(), "-")  # no bert to compare
             if reuse:  # taken as archived: the first evaluation's PyTorch check stays
                 self.assertIn("5/5 labels", rows["ours-PFC-P3"])
+        # A seed archived before the check explained its outliers (no "apart")
+        # joins one that did: none apart when its largest difference is small.
+        from winnow_train import evaluation
+        older = json.loads(json.dumps(entry))
+        older.update(seed=2, torch_check={"documents": 5, "same_label": 5,
+                                          "max_prob_diff": 1e-6})
+        row, = evaluation.aggregate([entry, older])
+        self.assertEqual((row["torch_apart"], row["torch_apart_layers"]), (1, [1]))
+        older["torch_check"]["max_prob_diff"] = 1e-3  # apart, but how many is unknown
+        row, = evaluation.aggregate([entry, older])
+        self.assertNotIn("torch_apart", row)
 
     def test_5b_shipped_section_keeps_the_page(self):
         md = os.path.join(self.w, "results", "results.md")

@@ -57,6 +57,7 @@ class DocumentResult:
     retained: List[tuple] = field(default_factory=list)  # (doc index, score), best first
     chunks: int = 0
     truncated: bool = False            # True when tokens were left unread
+    kept: List[int] = field(default_factory=list)  # |K_l| for l = 0..P, summed over windows
 
 
 def classify_document(model: WinnowForSequenceClassification, tokens: List[int],
@@ -67,12 +68,14 @@ def classify_document(model: WinnowForSequenceClassification, tokens: List[int],
     if aggregate not in AGGREGATIONS:
         raise ValueError(f"unknown aggregation '{aggregate}'")
     windows = make_windows(tokens, model.config.window_len, cls_id, sep_id, overlap, truncate)
-    window_probs, retained = [], {}
+    window_probs, retained, kept = [], {}, []
     with torch.no_grad():
         for i in range(0, len(windows), batch):
             chunk = windows[i:i + batch]
             out = model(*pad([w.ids for w in chunk]), return_details=True)
             window_probs += torch.softmax(out.logits, dim=-1).tolist()
+            counts = [int(k.sum()) for k in out.kept]  # padding is never in K_l
+            kept = [a + b for a, b in zip(kept, counts)] if kept else counts
             for b, w in enumerate(chunk):
                 for index, score in window_retained(out, b, w):
                     # Overlapping windows see a token twice: keep its best score.
@@ -82,7 +85,7 @@ def classify_document(model: WinnowForSequenceClassification, tokens: List[int],
     return DocumentResult(
         probs=probs, label=max(range(len(probs)), key=lambda k: (probs[k], -k)),
         window_probs=window_probs, retained=ranked[:top_k] if top_k else ranked,
-        chunks=len(windows),
+        chunks=len(windows), kept=kept,
         truncated=windows[-1].start + len(windows[-1].ids) - 2 < len(tokens))
 
 
