@@ -642,7 +642,12 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
               "hold across sessions; docs/s only compare within one measurement, and are "
               "shown for orientation. "
               "Micro-F1 equals accuracy for single-label classification; it is listed "
-              "because the paper reports it.", ""]
+              "because the paper reports it. The last column runs the PyTorch reference "
+              "(winnow_ref) on up to 100 test documents per run (`--torch-check`, spread over "
+              "the sorted ids): documents given the same label as by the engine, and the "
+              "largest difference of a label's probability; PAPER.md 8 expects 1e-4 at most "
+              "wherever the kept sets agree, so a document further apart is listed with "
+              "both kept-set sizes.", ""]
     for p in plot_files:
         lines += [f"![{os.path.basename(p)}]({os.path.relpath(p, os.path.dirname(path))})", ""]
     write_page(path, "results", lines)
