@@ -117,9 +117,10 @@ def explain_apart(doc_id: str, diff: float, ref_kept: List[int], winnow: str,
     trace = engine.classify(winnow, model_file, [path], trace=True).trace
     # K_l enters layer l; K_L, when the last layer prunes, is what it keeps.
     engine_kept = ([t.tokens_in for t in trace] + [trace[-1].tokens_kept])[:len(ref_kept)]
+    # The first layer entered by other counts: the one after the flip.
     first = next((l for l, (a, b) in enumerate(zip(engine_kept, ref_kept)) if a != b), None)
     return {"document": doc_id, "max_prob_diff": diff, "engine_kept": engine_kept,
-            "reference_kept": ref_kept, "first_layer_apart": first}  # the first layer entered by other counts
+            "reference_kept": ref_kept, "first_layer_apart": first}
 
 
 def evaluate_run(args, task: tasks.Task, variant: str, seed: int, files: Dict[str, str],
@@ -445,12 +446,11 @@ def aggregate(results: List[dict]) -> List[dict]:
             apart = [c.get("apart", 0 if c["max_prob_diff"] <= APART else None) for c in checks]
             if None not in apart:
                 row["torch_apart"] = sum(apart)
-                row["torch_apart_layers"] = sorted({d["first_layer_apart"] for c in checks
-                                                    for d in c.get("apart_documents", [])
+                row["torch_apart_documents"] = [(r["seed"], d) for r in rs if "torch_check" in r
+                                                for d in r["torch_check"].get("apart_documents", [])]
+                row["torch_apart_layers"] = sorted({d["first_layer_apart"]
+                                                    for _, d in row["torch_apart_documents"]
                                                     if d["first_layer_apart"] is not None})
-                row["torch_apart_documents"] = [(r["seed"], d) for r in rs
-                                                for d in r.get("torch_check", {}).get(
-                                                    "apart_documents", [])]
         row["documents"] = rs[0]["classified"]
         out.append(row)
     return out
@@ -618,9 +618,8 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
                 lines += [f"{r['variant']}: engine and PyTorch further apart than {APART:g} "
                           f"on {r['torch_apart']} of {r['torch_documents']} documents; the "
                           f"kept sets' sizes |K_0| .. |K_P|, summed over the windows: {docs}. "
-                          f"Other sizes "
-                          f"mean a pruning decision flipped (PAPER.md 8 allows it on 1% of "
-                          f"documents).", ""]
+                          f"Other sizes mean a pruning decision flipped (PAPER.md 8 allows it "
+                          f"on 1% of documents).", ""]
         ms = [m for r in rs for m in r["speed_measurements"]]
         if ms:
             against = sorted({m["against"] for m in ms if m.get("against")})
