@@ -281,6 +281,16 @@ class TrainTiny(unittest.TestCase):
         b.tick()
         self.assertEqual(b.elapsed, 7.0)
 
+    def test_0ac_shared_weights_note_agrees_in_number(self):
+        """The results page's line for a variant trained as another's
+        twin names its seeds with a verb that agrees: one seed carries,
+        several carry."""
+        from winnow_train.evaluation import shared_weights_note
+        one = shared_weights_note("ours-PF-budget", [(2, "ours-P")])
+        two = shared_weights_note("ours-PF-budget", [(1, "ours-P"), (2, "ours-P")])
+        self.assertTrue(one.startswith("ours-PF-budget: seed 2 carries ours-P's weights"))
+        self.assertTrue(two.startswith("ours-PF-budget: seeds 1, 2 carry ours-P's weights"))
+
     def test_0b_trainable_model_is_the_reference(self):
         """TrainableWinnow drops pruned tokens (gathers the kept rows) where
         the reference masks them: the logits must be the reference's."""

@@ -550,6 +550,18 @@ def write_page(path: str, block: str, generated: List[str]) -> None:
     os.replace(path + ".tmp", path)
 
 
+def shared_weights_note(variant: str, shared: List[Tuple[int, str]]) -> str:
+    """The line under a table saying which seeds of variant are another
+    variant's weights (shared: (seed, twin) pairs, from aggregate)."""
+    seeds = ", ".join(str(seed) for seed, _ in shared)
+    twins = " and ".join(sorted({t for _, t in shared}))
+    subject = f"seeds {seeds} carry" if len(shared) > 1 else f"seed {seeds} carries"
+    return (f"{variant}: {subject} {twins}'s weights: at its p the fuzzy rule "
+            f"cannot bind in training (PAPER.md 2, docs/training.md), so the "
+            f"training is the same to the bit; the engine ran it with the fuzzy "
+            f"rule on.")
+
+
 def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: str,
                    pretrain: Optional[dict]) -> None:
     lines = ["Test-set results of winnow's variants, computed by `scripts/evaluate.py` "
@@ -602,13 +614,7 @@ def write_markdown(path: str, rows: List[dict], plot_files: List[str], command: 
                 lines += [f"{r['variant']}: its time budget cut training short "
                           f"({'; '.join(r['cut'])}): not the table's recipe.", ""]
             if r["shared"]:
-                seeds = ", ".join(str(seed) for seed, _ in r["shared"])
-                twins = " and ".join(sorted({t for _, t in r["shared"]}))
-                plural = "s" if len(r["shared"]) > 1 else ""
-                lines += [f"{r['variant']}: seed{plural} {seeds} carries {twins}'s weights: at its p "
-                          f"the fuzzy rule cannot bind in training (PAPER.md 2, "
-                          f"docs/training.md), so the training is the same to the bit; the "
-                          f"engine ran it with the fuzzy rule on.", ""]
+                lines += [shared_weights_note(r["variant"], r["shared"]), ""]
             if r.get("torch_apart_documents"):
                 docs = "; ".join(
                     f"{d['document']} (seed {seed}, Δp {d['max_prob_diff']:.1e}): "
