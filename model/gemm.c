@@ -47,12 +47,24 @@ void winnow_gemm_portable(const winnow_gemm_t *g, size_t col_begin,
 	assert(!g->accumulate || g->alpha == 1.0f);
 	if (cols == 0 || g->m == 0)
 		return;
-	const float *b = g->trans_b ? g->b + col_begin * g->ldb : g->b + col_begin;
+	/*
+	 * One sgemm per panel, never per band: OpenBLAS's AVX2 kernels (Haswell,
+	 * Zen) round a column differently depending on how wide the product
+	 * it is part of is, so a band's width, which follows the thread count,
+	 * would change the results. A panel's product is the same whatever
+	 * the split (tests/test_team.c); AVX-512 machines use gemm_avx512.c.
+	 */
+	for (size_t c0 = col_begin; c0 < col_end; c0 += WINNOW_PANEL_COLS) {
+		size_t w = col_end - c0 < WINNOW_PANEL_COLS ? col_end - c0
+							   : WINNOW_PANEL_COLS;
+		const float *b = g->trans_b ? g->b + c0 * g->ldb : g->b + c0;
+		cblas_sgemm(CblasRowMajor, CblasNoTrans,
+			    g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m,
+			    (int)w, (int)g->k, g->alpha, g->a, (int)g->lda, b,
+			    (int)g->ldb, g->accumulate ? 1.0f : 0.0f, g->c + c0,
+			    (int)g->ldc);
+	}
 	float *c = g->c + col_begin;
-	cblas_sgemm(CblasRowMajor, CblasNoTrans,
-		    g->trans_b ? CblasTrans : CblasNoTrans, (int)g->m, (int)cols,
-		    (int)g->k, g->alpha, g->a, (int)g->lda, b, (int)g->ldb,
-		    g->accumulate ? 1.0f : 0.0f, c, (int)g->ldc);
 	if (!g->bias && !g->gelu)
 		return;
 	for (size_t r = 0; r < g->m; r++) {

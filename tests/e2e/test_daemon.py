@@ -146,6 +146,34 @@ def metric_sum(d, name):
 # ---- 1. the pipeline -----------------------------------------------------------
 
 
+def decision_difference(rec, ref, tol=1e-4):
+    """How two records of one document differ in what they decided, or None.
+    The label must agree; probabilities and retained tokens' scores within
+    tol; the retained tokens the same spans, but for near-ties (within tol)
+    at the cut. Bit-equality holds on winnow's AVX-512 kernels; OpenBLAS's
+    AVX2 kernels round a row by the batch it came in (README), so a
+    record classified in another batch may differ in the last bits."""
+    if rec["label"] != ref["label"]:
+        return f"label {rec['label']} vs {ref['label']}"
+    for lab in ref["scores"]:
+        if abs(rec["scores"][lab] - ref["scores"][lab]) >= tol:
+            return f"scores {rec['scores']} vs {ref['scores']}"
+    mine = {(t["start"], t["end"]): t for t in rec["retained"]}
+    theirs = {(t["start"], t["end"]): t for t in ref["retained"]}
+    if len(mine) != len(theirs):
+        return f"{len(mine)} retained tokens vs {len(theirs)}"
+    for span in mine.keys() & theirs.keys():
+        a, b = mine[span], theirs[span]
+        if a["token"] != b["token"] or abs(a["score"] - b["score"]) >= tol:
+            return f"retained {a} vs {b}"
+    for own, other in ((mine, theirs), (theirs, mine)):
+        cut = min((t["score"] for t in other.values()), default=0.0)
+        for span in own.keys() - other.keys():
+            if abs(own[span]["score"] - cut) >= tol:
+                return f"retained {own[span]} in one record only, not a near-tie"
+    return None
+
+
 def test_pipeline(h, args):
     """1,000 documents over 3 partitions: one record each, exact schema and
     source, the engine's own result, committed offsets at the end."""
@@ -178,11 +206,8 @@ def test_pipeline(h, args):
         ref, rec = json.loads(line), out[k][0]
         for field in ("label", "chunks", "tokens", "model"):
             assert rec[field] == ref[field], f"{k}: {field} {rec[field]} vs classify {ref[field]}"
-        for lab in ref["scores"]:
-            assert abs(rec["scores"][lab] - ref["scores"][lab]) < 1e-4, \
-                f"{k}: scores {rec['scores']} vs classify {ref['scores']}"
-        assert rec["retained"] == ref["retained"], \
-            f"{k}: retained {rec['retained']} vs classify {ref['retained']}"
+        diff = decision_difference(rec, ref)
+        assert diff is None, f"{k}: daemon vs classify: {diff}"
     log(f"{len(sample)} records equal to `winnow classify`")
 
     m = d.metrics()
@@ -522,8 +547,8 @@ def test_replay(h, args):
     rep_recs, _ = check_all_outputs(rep, docs, where, exactly_once=True)
     for k, (rec,) in rep_recs.items():
         ref = live_recs[k][0]
-        assert rec["label"] == ref["label"] and rec["retained"] == ref["retained"] and \
-            abs(rec["confidence"] - ref["confidence"]) < 1e-4, f"{k}: replay {rec} live {ref}"
+        diff = decision_difference(rec, ref)
+        assert diff is None, f"{k}: replay vs live: {diff}"
     assert sum(1 for r in h.consume(b.addr, "docs.dlq")) == 4, "dead letters: 2 live + 2 replay"
     after = h.offsets(b.addr, "docs", "winnow")
     assert [r["committed"] for r in after] == [r["committed"] for r in before], \
