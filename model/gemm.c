@@ -45,6 +45,7 @@ void winnow_gemm_portable(const winnow_gemm_t *g, size_t col_begin,
 {
 	size_t cols = col_end - col_begin;
 	assert(!g->accumulate || g->alpha == 1.0f);
+	assert(col_begin % WINNOW_PANEL_COLS == 0); /* panels as in every split */
 	if (cols == 0 || g->m == 0)
 		return;
 	/*
